@@ -1,0 +1,69 @@
+from collections.abc import Callable
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from crowd_monitor.permissions import require_perm
+
+from . import services
+from .models import Alert
+from .serializers import AlertActionSerializer, AlertFilterSerializer, AlertSerializer
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", enum=Alert.Status.values),
+        OpenApiParameter("kind", enum=[value for value, _ in Alert._meta.get_field("kind").choices]),
+        OpenApiParameter("location", type=int),
+    ]
+)
+class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+    """Alerts, newest first. Operators and admins acknowledge and resolve them."""
+
+    serializer_class = AlertSerializer
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        alerts = Alert.objects.select_related("location", "acknowledged_by", "resolved_by").order_by(
+            "-triggered_at", "-id"
+        )
+        if self.action != "list":
+            return alerts
+        filters = AlertFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        if "status" in data:
+            alerts = alerts.filter(status=data["status"])
+        if "kind" in data:
+            alerts = alerts.filter(kind=data["kind"])
+        if "location" in data:
+            alerts = alerts.filter(location_id=data["location"])
+        return alerts
+
+    def get_permissions(self) -> list:
+        if self.action in ("acknowledge", "resolve"):
+            return [require_perm("alerts.change_alert")()]
+        return super().get_permissions()
+
+    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: dict})
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        return self._change(request, services.acknowledge)
+
+    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: dict})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request: Request, pk: str | None = None) -> Response:
+        return self._change(request, services.resolve)
+
+    def _change(self, request: Request, change: Callable[..., Alert]) -> Response:
+        alert = self.get_object()
+        body = AlertActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            alert = change(alert, request.user, body.validated_data.get("note", ""))
+        except services.InvalidTransition as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(AlertSerializer(alert).data)

@@ -1,0 +1,132 @@
+"""Delivering queued notifications (email, webhook, SMS) with retries and back-off.
+
+Notifications are outbox rows written in the alert's own transaction, so an alert can't be lost
+between "stored" and "sent". Right after commit they are tried once in a background thread; the
+`run_alerts` worker retries what failed. A row is claimed with a conditional UPDATE that pushes
+its `next_attempt_at` into the future, so two processes never send the same notification at once.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Notification, NotificationChannel
+from .sms import get_sms_backend
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+RETRY_BASE = timedelta(seconds=30)  # 30 s, 1 min, 2 min, ... about an hour in all
+CLAIM_LEASE = timedelta(seconds=120)  # longer than any single send may take
+
+_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify")
+
+
+def _subject(n: Notification) -> str:
+    alert = n.alert
+    verb = "escalated" if n.event == "escalated" else "alert"
+    return f"[Crowd Monitor] {alert.severity} {alert.get_kind_display()} {verb} at {alert.location.name}"
+
+
+def _text(n: Notification) -> str:
+    alert = n.alert
+    lines = [
+        f"{alert.get_kind_display()} at {alert.location.name} ({alert.severity}).",
+        alert.message,
+        f"Triggered at {alert.triggered_at:%Y-%m-%d %H:%M:%S %Z}.",
+    ]
+    if alert.count is not None:
+        capacity = alert.location.capacity_limit
+        lines.append(f"Count {alert.count}, occupancy {alert.occupancy_percentage}% of capacity {capacity}.")
+    lines.append(f"Dashboard: {settings.SITE_URL.rstrip('/')}/")
+    return "\n".join(lines)
+
+
+def send_email(n: Notification) -> None:
+    send_mail(_subject(n), _text(n), settings.DEFAULT_FROM_EMAIL, [n.channel.target], fail_silently=False)
+
+
+def send_webhook(n: Notification) -> None:
+    from .services import alert_update
+
+    body = {"event": n.event, "alert": alert_update(n.alert)}
+    response = requests.post(n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT)
+    response.raise_for_status()
+
+
+def send_sms(n: Notification) -> None:
+    get_sms_backend().send(n.channel.target, f"{_subject(n)}: {n.alert.message}")
+
+
+SENDERS: dict[str, Callable[[Notification], None]] = {
+    NotificationChannel.Kind.EMAIL: send_email,
+    NotificationChannel.Kind.WEBHOOK: send_webhook,
+    NotificationChannel.Kind.SMS: send_sms,
+}
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return RETRY_BASE * 2 ** (attempts - 1)
+
+
+def deliver(notification_id: int, now: datetime | None = None) -> bool:
+    """Try one due notification once. Returns True when it was sent by this call."""
+    now = now or timezone.now()
+    claimed = Notification.objects.filter(
+        pk=notification_id, status=Notification.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + CLAIM_LEASE, attempts=F("attempts") + 1)
+    if not claimed:
+        return False
+    n = Notification.objects.select_related("alert__location", "channel").get(pk=notification_id)
+    try:
+        SENDERS[n.channel.kind](n)
+    except Exception as exc:  # noqa: BLE001 - a failing notifier is recorded and retried, never raised
+        n.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if n.attempts >= MAX_ATTEMPTS:
+            n.status = Notification.Status.FAILED
+            logger.error("Giving up on notification %s via %s: %s", n.pk, n.channel, n.last_error)
+        else:
+            n.next_attempt_at = now + retry_delay(n.attempts)
+            logger.warning("Notification %s via %s failed (attempt %s): %s", n.pk, n.channel, n.attempts, n.last_error)
+        n.save(update_fields=["status", "last_error", "next_attempt_at"])
+        return False
+    n.status = Notification.Status.SENT
+    n.sent_at = timezone.now()
+    n.last_error = ""
+    n.save(update_fields=["status", "sent_at", "last_error"])
+    return True
+
+
+def deliver_due(now: datetime | None = None, limit: int = 200) -> int:
+    """Try every notification whose time has come; returns how many were sent."""
+    now = now or timezone.now()
+    due = Notification.objects.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
+    ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    return sum(deliver(pk, now) for pk in ids)
+
+
+def _deliver_in_thread(ids: Iterable[int]) -> None:
+    try:
+        for pk in ids:
+            deliver(pk)
+    except Exception:
+        logger.exception("Background delivery failed")
+    finally:
+        connection.close()
+
+
+def dispatch(ids: list[int]) -> None:
+    """First delivery attempt for freshly committed notifications."""
+    if settings.NOTIFICATIONS_ASYNC:
+        _executor.submit(_deliver_in_thread, ids)
+    else:
+        for pk in ids:
+            deliver(pk)

@@ -1,0 +1,45 @@
+from rest_framework import serializers
+
+from .models import Alert
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    """An alert as the API returns it and as alert_update pushes it."""
+
+    location_id = serializers.IntegerField(read_only=True)
+    location_name = serializers.CharField(source="location.name", read_only=True)
+    camera_id = serializers.IntegerField(read_only=True, allow_null=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "location_id",
+            "location_name",
+            "camera_id",
+            "kind",
+            "severity",
+            "status",
+            "message",
+            "count",
+            "occupancy_percentage",
+            "triggered_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "resolved_by",
+            "note",
+        ]
+        read_only_fields = fields
+
+
+class AlertActionSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+
+class AlertFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Alert.Status.choices, required=False)
+    kind = serializers.ChoiceField(choices=Alert._meta.get_field("kind").choices, required=False)
+    location = serializers.IntegerField(required=False, min_value=1)

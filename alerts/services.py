@@ -1,0 +1,195 @@
+"""Alert side effects: storing alerts, state changes, pushing them live and queueing notifications.
+
+The rules themselves are pure (alerts.engine); this module feeds them from the database and
+applies their plan. Everything here runs inside the caller's transaction; pushes and deliveries are
+deferred with `transaction.on_commit`, so nothing is announced that could still roll back.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from crowd_monitor.realtime import publish
+from locations.models import Camera, CrowdLog, Location
+from locations.state import broadcast_location
+
+from . import notifiers
+from .engine import AlertKind, AlertSettings, Condition, CustomRule, Sample, Severity, conditions_for_reading, plan
+from .models import Alert, AlertRule, Notification, NotificationChannel
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidTransition(Exception):
+    """The alert is not in a state that allows the requested change."""
+
+
+def alert_settings(location: Location) -> AlertSettings:
+    return AlertSettings(
+        alert_threshold=location.alert_threshold,
+        spike_percent=location.spike_percent,
+        spike_window=timedelta(seconds=location.spike_window_seconds),
+        spike_min_delta=location.spike_min_delta,
+        cooldown=timedelta(seconds=location.alert_cooldown_seconds),
+    )
+
+
+def alert_update(alert: Alert) -> dict[str, Any]:
+    from .serializers import AlertSerializer  # serializers import this module's model only
+
+    return {"type": "alert_update", **AlertSerializer(alert).data}
+
+
+def evaluate_reading(location: Location, current: Sample, occupancy: float, now: datetime) -> None:
+    """Run the alert rules for a location's newest reading and apply the result.
+
+    Called by the write path inside its transaction, with the location row locked.
+    """
+    settings = alert_settings(location)
+    history = [
+        Sample(count, at)
+        for count, at in CrowdLog.objects.filter(
+            location=location,
+            timestamp__gte=current.at - settings.spike_window,
+            timestamp__lte=current.at,
+        ).values_list("count", "timestamp")
+    ]
+    rules = [
+        CustomRule(r.id, r.name, r.metric, r.comparison, r.threshold, Severity(r.severity))
+        for r in AlertRule.objects.filter(location=location, enabled=True)
+    ]
+    conditions = conditions_for_reading(current, occupancy, history, settings, rules)
+    open_alerts = {a.key: a for a in Alert.objects.filter(location=location, status__in=Alert.OPEN_STATUSES)}
+    keys = [c.key for c in conditions]
+    last_resolved = dict(
+        Alert.objects.filter(location=location, key__in=keys, status=Alert.Status.RESOLVED)
+        .values("key")
+        .annotate(at=Max("resolved_at"))
+        .values_list("key", "at")
+    )
+    todo = plan(
+        conditions, {k: Severity(a.severity) for k, a in open_alerts.items()}, last_resolved, now, settings.cooldown
+    )
+    # The write path broadcasts the location itself once everything here is applied.
+    for condition in todo.to_raise:
+        raise_alert(location, condition, count=current.count, occupancy=occupancy, at=now, push_location=False)
+    for condition in todo.to_escalate:
+        _escalate(open_alerts[condition.key], condition, count=current.count, occupancy=occupancy)
+    # Fresh data ends a STALE alert by itself: the condition it reported is over.
+    stale = open_alerts.get(AlertKind.STALE)
+    if stale is not None:
+        _transition(stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False)
+
+
+def raise_alert(
+    location: Location,
+    condition: Condition,
+    *,
+    count: int | None = None,
+    occupancy: float | None = None,
+    camera: Camera | None = None,
+    at: datetime | None = None,
+    push_location: bool = True,
+) -> Alert | None:
+    """Store a new alert, unless one with the same key is already open (then None)."""
+    try:
+        with transaction.atomic():  # a savepoint: losing the race for the key must not abort the caller
+            alert = Alert.objects.create(
+                location=location,
+                camera=camera,
+                rule_id=condition.rule_id,
+                kind=condition.kind,
+                key=condition.key,
+                severity=condition.severity,
+                message=condition.message,
+                count=count,
+                occupancy_percentage=occupancy,
+                triggered_at=at or timezone.now(),
+            )
+    except IntegrityError:
+        return None
+    logger.warning("Alert %s raised at %s: %s", alert.kind, location, alert.message)
+    _queue_notifications(alert, "triggered")
+    _announce(alert, push_location)
+    return alert
+
+
+def _escalate(alert: Alert, condition: Condition, *, count: int, occupancy: float) -> None:
+    alert.severity = condition.severity
+    alert.message = condition.message
+    alert.count = count
+    alert.occupancy_percentage = occupancy
+    alert.save(update_fields=["severity", "message", "count", "occupancy_percentage", "updated_at"])
+    logger.warning("Alert %s at %s escalated to %s", alert.kind, alert.location_id, alert.severity)
+    _queue_notifications(alert, "escalated")
+    _announce(alert, push_location=False)
+
+
+def acknowledge(alert: Alert, user: AbstractBaseUser, note: str = "") -> Alert:
+    return _transition(alert, Alert.Status.ACKNOWLEDGED, [Alert.Status.ACTIVE], user, note)
+
+
+def resolve(alert: Alert, user: AbstractBaseUser | None, note: str = "") -> Alert:
+    return _transition(alert, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), user, note)
+
+
+def resolve_by_system(alert: Alert, note: str) -> Alert:
+    return resolve(alert, None, note)
+
+
+def _transition(
+    alert: Alert,
+    to: str,
+    allowed_from: list[str],
+    user: AbstractBaseUser | None,
+    note: str,
+    push_location: bool = True,
+) -> Alert:
+    """Change state with a conditional UPDATE, so two operators clicking at once cannot both win."""
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": to, "updated_at": now}
+    if to == Alert.Status.ACKNOWLEDGED:
+        changes.update(acknowledged_at=now, acknowledged_by=user)
+    else:
+        changes.update(resolved_at=now, resolved_by=user)
+    if note:
+        changes["note"] = note
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk, status__in=allowed_from).update(**changes)
+        if not updated:
+            current = Alert.objects.filter(pk=alert.pk).values_list("status", flat=True).first()
+            raise InvalidTransition(f"Alert {alert.pk} is {current or 'gone'}; cannot change it to {to}.")
+        alert.refresh_from_db()
+        logger.info("Alert %s %s by %s", alert.pk, to.lower(), getattr(user, "username", "the system"))
+        _announce(alert, push_location)
+    return alert
+
+
+def _queue_notifications(alert: Alert, event: str) -> None:
+    """Write one outbox row per matching channel, in the alert's own transaction: never lost."""
+    ranks = [s for s in Severity if s.rank <= Severity(alert.severity).rank]
+    channels = (
+        NotificationChannel.objects.filter(enabled=True, min_severity__in=ranks)
+        .filter(Q(locations=None) | Q(locations=alert.location_id))
+        .distinct()
+    )
+    ids = [Notification.objects.create(alert=alert, channel=c, event=event).pk for c in channels]
+    if ids:
+        transaction.on_commit(lambda: notifiers.dispatch(ids))
+
+
+def _announce(alert: Alert, push_location: bool) -> None:
+    """After commit: push the alert, and the location's state whose `alert` flag may have changed."""
+
+    def push() -> None:
+        fresh = Alert.objects.select_related("location", "acknowledged_by", "resolved_by").get(pk=alert.pk)
+        publish(fresh.location_id, alert_update(fresh))
+        if push_location:
+            broadcast_location(fresh.location)
+
+    transaction.on_commit(push)

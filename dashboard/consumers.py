@@ -1,0 +1,77 @@
+"""Live crowd and alert updates over WebSockets.
+
+`/ws/crowd/` streams every location, `/ws/crowd/<id>/` one. Only signed-in users connect. On
+connect the client first receives the current state of every location in scope (and the open
+alerts), then live messages as `crowd_monitor.realtime.publish` sends them.
+"""
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from alerts.models import Alert
+from alerts.services import alert_update
+from crowd_monitor.realtime import ALL_LOCATIONS_GROUP, location_group
+from locations.models import Location
+from locations.state import crowd_update, with_alert_flag
+
+# Close codes in the 4000-4999 range are ours to define.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNKNOWN_LOCATION = 4404
+
+
+class CrowdConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        location_id: int | None = self.scope["url_route"]["kwargs"].get("location_id")
+        if location_id is not None and not await self._location_exists(location_id):
+            await self.close(code=CLOSE_UNKNOWN_LOCATION)
+            return
+        self.group = ALL_LOCATIONS_GROUP if location_id is None else location_group(location_id)
+        # Join before reading the snapshot, so nothing committed in between is missed.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for message in await self._snapshot(location_id):
+            await self.send_json(message)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        # Clients only ever need to ping; anything else (binary, malformed JSON) gets an error
+        # message instead of killing the socket.
+        try:
+            content = await self.decode_json(text_data) if text_data is not None else None
+        except ValueError:
+            content = None
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json({"type": "error", "detail": 'Unsupported message; only {"type": "ping"} is accepted.'})
+
+    async def crowd_update(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    async def alert_update(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    @database_sync_to_async
+    def _location_exists(self, location_id: int) -> bool:
+        return Location.objects.filter(pk=location_id).exists()
+
+    @database_sync_to_async
+    def _snapshot(self, location_id: int | None) -> list[dict[str, Any]]:
+        locations = Location.objects.filter(is_active=True)
+        alerts = Alert.objects.filter(status__in=Alert.OPEN_STATUSES).select_related(
+            "location", "acknowledged_by", "resolved_by"
+        )
+        if location_id is not None:
+            locations = Location.objects.filter(pk=location_id)
+            alerts = alerts.filter(location_id=location_id)
+        states = [crowd_update(location) for location in with_alert_flag(locations).order_by("name")]
+        return states + [alert_update(alert) for alert in alerts.order_by("triggered_at")]

@@ -1,0 +1,179 @@
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from .density import DEFAULT_HIGH_THRESHOLD, DEFAULT_MEDIUM_THRESHOLD, DensityLevel
+
+DENSITY_CHOICES = [(level.value, level.value.title()) for level in DensityLevel]
+PERCENT = [MinValueValidator(0.1), MaxValueValidator(1000)]
+
+
+class Location(models.Model):
+    """A monitored place, its safety settings and its current state (the newest reading)."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    latitude = models.FloatField(null=True, blank=True, validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(null=True, blank=True, validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    capacity_limit = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="Safe number of people; may be changed at any time."
+    )
+    medium_threshold = models.FloatField(
+        default=DEFAULT_MEDIUM_THRESHOLD, validators=PERCENT, help_text="Occupancy % from which density is MEDIUM."
+    )
+    high_threshold = models.FloatField(
+        default=DEFAULT_HIGH_THRESHOLD, validators=PERCENT, help_text="Occupancy % from which density is HIGH."
+    )
+    alert_threshold = models.FloatField(
+        default=80.0, validators=PERCENT, help_text="Occupancy % at which an OVERCROWDING alert fires."
+    )
+    spike_percent = models.FloatField(
+        default=30.0, validators=PERCENT, help_text="A rise of more than this % within the spike window is a SPIKE."
+    )
+    spike_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+    spike_min_delta = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1)], help_text="A spike must also add at least this many people."
+    )
+    alert_cooldown_seconds = models.PositiveIntegerField(
+        default=300, help_text="After an alert is resolved, the same alert is not raised again for this long."
+    )
+    expected_interval_seconds = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="How often readings should arrive; with none for 3 intervals the location shows 'no data'.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    # Current state: the figures of the newest reading. Written only by locations.services.
+    current_count = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    occupancy_percentage = models.FloatField(null=True, blank=True, editable=False)
+    density_level = models.CharField(max_length=8, choices=DENSITY_CHOICES, blank=True, editable=False)
+    last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(capacity_limit__gte=1), name="location_capacity_positive"),
+            models.CheckConstraint(
+                condition=models.Q(medium_threshold__lt=models.F("high_threshold")),
+                name="location_medium_below_high",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        medium, high = self.medium_threshold, self.high_threshold
+        if medium is not None and high is not None and medium >= high:
+            raise ValidationError({"medium_threshold": "The MEDIUM threshold must be below the HIGH threshold."})
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(seconds=3 * self.expected_interval_seconds)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with any password replaced, safe to show outside admin and in logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparseable source>"
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class Camera(models.Model):
+    class Status(models.TextChoices):
+        UNKNOWN = "UNKNOWN", "Unknown"
+        ONLINE = "ONLINE", "Online"
+        OFFLINE = "OFFLINE", "Offline"
+
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="cameras")
+    name = models.CharField(max_length=120)
+    source = models.CharField(
+        max_length=1000,
+        help_text="RTSP / HTTP(S) MJPEG or snapshot URL, video file, image file / folder / glob, or webcam "
+        "index. May contain credentials: it is shown only here.",
+    )
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["location__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["location", "name"], name="camera_name_unique_per_location")]
+
+    def __str__(self) -> str:
+        return f"{self.location.name} / {self.name}"
+
+    @property
+    def safe_source(self) -> str:
+        return redact_uri(self.source)
+
+
+class CrowdLog(models.Model):
+    """One stored reading. Never edited after it is written."""
+
+    class Source(models.TextChoices):
+        CAMERA = "camera", "Camera"
+        API = "api", "API"
+        MANUAL = "manual", "Manual"
+
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="crowd_logs")
+    camera = models.ForeignKey(Camera, on_delete=models.SET_NULL, null=True, blank=True, related_name="crowd_logs")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    count = models.PositiveIntegerField()
+    capacity_limit = models.PositiveIntegerField(help_text="Capacity in force when the reading was taken.")
+    occupancy_percentage = models.FloatField()
+    density_level = models.CharField(max_length=8, choices=DENSITY_CHOICES)
+    timestamp = models.DateTimeField(help_text="When the people were counted.")
+    recorded_at = models.DateTimeField(auto_now_add=True, help_text="When the reading was stored.")
+    # What the counter saw: frame position, frame size and person boxes [x1, y1, x2, y2, conf].
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [models.Index(fields=["location", "-timestamp"], name="crowdlog_location_time")]
+
+    def __str__(self) -> str:
+        return f"{self.location} {self.count} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class DensitySnapshot(models.Model):
+    """Per-location aggregate of the readings in one time bucket, kept current by the write path."""
+
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="snapshots")
+    bucket_start = models.DateTimeField()
+    bucket_seconds = models.PositiveIntegerField()
+    readings = models.PositiveIntegerField(default=0)
+    min_count = models.PositiveIntegerField()
+    avg_count = models.FloatField()
+    max_count = models.PositiveIntegerField()
+    min_occupancy = models.FloatField()
+    avg_occupancy = models.FloatField()
+    max_occupancy = models.FloatField()
+
+    class Meta:
+        ordering = ["-bucket_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["location", "bucket_seconds", "bucket_start"], name="snapshot_unique_bucket"
+            )
+        ]
+        indexes = [models.Index(fields=["location", "bucket_seconds", "-bucket_start"], name="snapshot_location_time")]
+
+    def __str__(self) -> str:
+        return f"{self.location} {self.bucket_start:%Y-%m-%d %H:%M} ({self.bucket_seconds}s)"

@@ -1,0 +1,135 @@
+"""The one write path for readings.
+
+Every count, from the detection worker, the API or a test, goes through `record_reading`: in one
+transaction it stores the CrowdLog, updates the location's current state and its snapshot bucket,
+and runs the alert engine; after commit it broadcasts. Nothing else writes counts or sends crowd
+updates (a capacity change re-derives the state through `refresh_location`, here too).
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from alerts.engine import Sample
+from alerts.services import evaluate_reading
+
+from .density import density_level, occupancy_percentage
+from .models import Camera, CrowdLog, DensitySnapshot, Location
+from .state import broadcast_location
+
+MAX_COUNT = 1_000_000
+# Readings may come from devices with slightly fast clocks, but never from the future.
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+SNAPSHOT_BUCKET_SECONDS = 60
+
+
+class InvalidReading(ValueError):
+    """The reading cannot be stored; the message says why."""
+
+
+def validate_reading(count: Any, at: datetime | None, now: datetime) -> None:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise InvalidReading("count must be a whole number.")
+    if count < 0:
+        raise InvalidReading("count cannot be negative.")
+    if count > MAX_COUNT:
+        raise InvalidReading(f"count cannot exceed {MAX_COUNT}.")
+    if at is not None:
+        if timezone.is_naive(at):
+            raise InvalidReading("timestamp must include a time zone.")
+        if at > now + MAX_CLOCK_SKEW:
+            raise InvalidReading("timestamp is in the future.")
+
+
+def record_reading(
+    location: Location,
+    count: int,
+    *,
+    source: str,
+    camera: Camera | None = None,
+    at: datetime | None = None,
+    details: dict[str, Any] | None = None,
+) -> CrowdLog:
+    """Store a reading and everything that follows from it. Raises InvalidReading for bad input.
+
+    A reading older than the location's newest one (a late or back-filled reading) is stored and
+    counted in the history, but does not change the current state or raise alerts.
+    """
+    now = timezone.now()
+    validate_reading(count, at, now)
+    at = at or now
+    with transaction.atomic():
+        # The row lock serialises concurrent readings of one location, so the newest always wins.
+        location = Location.objects.select_for_update().get(pk=location.pk)
+        occupancy = occupancy_percentage(count, location.capacity_limit)
+        level = density_level(occupancy, location.medium_threshold, location.high_threshold)
+        log = CrowdLog.objects.create(
+            location=location,
+            camera=camera,
+            source=source,
+            count=count,
+            capacity_limit=location.capacity_limit,
+            occupancy_percentage=occupancy,
+            density_level=level,
+            timestamp=at,
+            details=details or {},
+        )
+        _add_to_snapshot(location, count, occupancy, at)
+        if location.last_reading_at is None or at >= location.last_reading_at:
+            location.current_count = count
+            location.occupancy_percentage = occupancy
+            location.density_level = level
+            location.last_reading_at = at
+            location.save(update_fields=["current_count", "occupancy_percentage", "density_level", "last_reading_at"])
+            evaluate_reading(location, Sample(count, at), occupancy, now)
+            transaction.on_commit(lambda: broadcast_location(location))
+    return log
+
+
+def refresh_location(location: Location) -> None:
+    """Re-derive the current state after a settings change (capacity, thresholds) and broadcast it.
+
+    A capacity cut with the crowd unchanged raises occupancy, and so may raise an alert at once.
+    """
+    with transaction.atomic():
+        location = Location.objects.select_for_update().get(pk=location.pk)
+        if location.current_count is not None and location.last_reading_at is not None:
+            occupancy = occupancy_percentage(location.current_count, location.capacity_limit)
+            location.occupancy_percentage = occupancy
+            location.density_level = density_level(occupancy, location.medium_threshold, location.high_threshold)
+            location.save(update_fields=["occupancy_percentage", "density_level"])
+            now = timezone.now()
+            evaluate_reading(location, Sample(location.current_count, location.last_reading_at), occupancy, now)
+        transaction.on_commit(lambda: broadcast_location(location))
+
+
+def _add_to_snapshot(location: Location, count: int, occupancy: float, at: datetime) -> None:
+    epoch = int(at.timestamp())
+    bucket_start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=timezone.UTC)
+    snapshot, created = DensitySnapshot.objects.get_or_create(
+        location=location,
+        bucket_seconds=SNAPSHOT_BUCKET_SECONDS,
+        bucket_start=bucket_start,
+        defaults={
+            "readings": 1,
+            "min_count": count,
+            "avg_count": count,
+            "max_count": count,
+            "min_occupancy": occupancy,
+            "avg_occupancy": occupancy,
+            "max_occupancy": occupancy,
+        },
+    )
+    if created:
+        return
+    n = snapshot.readings
+    snapshot.readings = n + 1
+    snapshot.min_count = min(snapshot.min_count, count)
+    snapshot.max_count = max(snapshot.max_count, count)
+    snapshot.avg_count = (snapshot.avg_count * n + count) / (n + 1)
+    snapshot.min_occupancy = min(snapshot.min_occupancy, occupancy)
+    snapshot.max_occupancy = max(snapshot.max_occupancy, occupancy)
+    snapshot.avg_occupancy = (snapshot.avg_occupancy * n + occupancy) / (n + 1)
+    snapshot.save()
