@@ -15,8 +15,9 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from crowd_monitor.realtime import publish
+from locations.density import FeedStatus
 from locations.models import Camera, CrowdLog, Location
-from locations.state import broadcast_location
+from locations.state import broadcast_location, status_of
 
 from . import notifiers
 from .engine import AlertKind, AlertSettings, Condition, CustomRule, Sample, Severity, conditions_for_reading, plan
@@ -193,3 +194,31 @@ def _announce(alert: Alert, push_location: bool) -> None:
             broadcast_location(fresh.location)
 
     transaction.on_commit(push)
+
+
+def check_stale_locations(now: datetime | None = None) -> list[Alert]:
+    """Raise a STALE alert for each active location whose readings stopped; returns the new alerts.
+
+    Pushing the alert also pushes the location's state, which now says "no data" instead of the
+    last level: silence must never look like a calm LOW.
+    """
+    now = now or timezone.now()
+    raised = []
+    candidates = Location.objects.filter(is_active=True, last_reading_at__isnull=False).exclude(
+        alerts__key=AlertKind.STALE, alerts__status__in=Alert.OPEN_STATUSES
+    )
+    for location in candidates:
+        if status_of(location, now) != FeedStatus.STALE:
+            continue
+        seconds = int((now - location.last_reading_at).total_seconds())
+        condition = Condition(
+            key=AlertKind.STALE,
+            kind=AlertKind.STALE,
+            severity=Severity.WARNING,
+            message=f"No reading for {seconds} s (expected every {location.expected_interval_seconds} s).",
+        )
+        with transaction.atomic():
+            alert = raise_alert(location, condition, at=now)
+        if alert is not None:
+            raised.append(alert)
+    return raised

@@ -6,7 +6,7 @@ and runs the alert engine; after commit it broadcasts. Nothing else writes count
 updates (a capacity change re-derives the state through `refresh_location`, here too).
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -16,7 +16,7 @@ from alerts.engine import Sample
 from alerts.services import evaluate_reading
 
 from .density import density_level, occupancy_percentage
-from .models import Camera, CrowdLog, DensitySnapshot, Location
+from .models import CrowdLog, DensitySnapshot, Location
 from .state import broadcast_location
 
 MAX_COUNT = 1_000_000
@@ -48,7 +48,7 @@ def record_reading(
     count: int,
     *,
     source: str,
-    camera: Camera | None = None,
+    camera_id: int | None = None,
     at: datetime | None = None,
     details: dict[str, Any] | None = None,
 ) -> CrowdLog:
@@ -67,7 +67,7 @@ def record_reading(
         level = density_level(occupancy, location.medium_threshold, location.high_threshold)
         log = CrowdLog.objects.create(
             location=location,
-            camera=camera,
+            camera_id=camera_id,
             source=source,
             count=count,
             capacity_limit=location.capacity_limit,
@@ -107,7 +107,7 @@ def refresh_location(location: Location) -> None:
 
 def _add_to_snapshot(location: Location, count: int, occupancy: float, at: datetime) -> None:
     epoch = int(at.timestamp())
-    bucket_start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=timezone.UTC)
+    bucket_start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=UTC)
     snapshot, created = DensitySnapshot.objects.get_or_create(
         location=location,
         bucket_seconds=SNAPSHOT_BUCKET_SECONDS,

@@ -1,6 +1,6 @@
 """A location's live state as clients see it, and the one function that broadcasts it."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -17,7 +17,7 @@ def isoformat(value: datetime | None) -> str | None:
     """ISO-8601 in UTC with a `Z`, the form used in every payload."""
     if value is None:
         return None
-    return value.astimezone(timezone.UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def with_alert_flag(queryset: QuerySet[Location]) -> QuerySet[Location]:

@@ -1,0 +1,49 @@
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from alerts.notifiers import deliver_due
+from alerts.services import check_stale_locations
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = (
+        "Alert housekeeping, until SIGINT/SIGTERM: raise STALE alerts for locations whose readings stopped, "
+        "and retry notifications that failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
+        parser.add_argument("--once", action="store_true", help="one check, then exit")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        self.stdout.write(f"Checking every {options['interval']:g} s.")
+        while not stop.is_set():
+            close_old_connections()
+            try:
+                for alert in check_stale_locations():
+                    self.stdout.write(f"STALE: {alert.location.name}: {alert.message}")
+                sent = deliver_due()
+                if sent:
+                    self.stdout.write(f"Delivered {sent} queued notification(s).")
+            except Exception:
+                # The database restarting must not end the worker; the next check tries again.
+                logger.exception("Alert check failed")
+            if options["once"]:
+                break
+            stop.wait(options["interval"])
+        self.stdout.write("Stopped.")

@@ -1,0 +1,145 @@
+"""People counters: ultralytics YOLO (the product's counter) and OpenCV's HOG (a weak, weights-free fallback).
+
+A counter that cannot load its model raises ModelUnavailable with what to do about it: the
+product never records a made-up zero because it could not see.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MODES = ("yolo", "hog")
+
+
+class ModelUnavailable(RuntimeError):
+    """No usable detection model; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class CountResult:
+    count: int
+    # Person boxes as [x1, y1, x2, y2, confidence], in frame pixels.
+    boxes: list[list[float]] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+    inference_ms: float = 0.0
+
+    def details(self) -> dict[str, Any]:
+        """What a stored reading keeps of the detection (boxes rounded to keep rows small)."""
+        return {
+            "frame_size": [self.width, self.height],
+            "boxes": [[round(v) for v in box[:4]] + [round(box[4], 2)] for box in self.boxes],
+            "inference_ms": round(self.inference_ms, 1),
+        }
+
+
+class Counter(Protocol):
+    name: str
+
+    def count(self, image: np.ndarray) -> CountResult: ...
+
+
+def _result(boxes: list[list[float]], image: np.ndarray, started: float) -> CountResult:
+    height, width = image.shape[:2]
+    return CountResult(len(boxes), boxes, width, height, (time.perf_counter() - started) * 1000)
+
+
+class YoloCounter:
+    """Counts `person` boxes with an ultralytics YOLO model (.pt weights or an exported model folder)."""
+
+    name = "yolo"
+
+    def __init__(self, model: str, conf: float = 0.25, device: str = "cpu", imgsz: int = 640) -> None:
+        self.model_name = model
+        self.conf = conf
+        self.device = device
+        self.imgsz = imgsz
+        self.model = _load_yolo(model, device)
+        self.person_class = _person_class(self.model, model)
+
+    def count(self, image: np.ndarray) -> CountResult:
+        started = time.perf_counter()
+        result = self.model.predict(
+            image,
+            conf=self.conf,
+            classes=[self.person_class],
+            imgsz=self.imgsz,
+            device=self.device,
+            verbose=False,
+        )[0]
+        xyxy = result.boxes.xyxy.tolist()
+        confs = result.boxes.conf.tolist()
+        boxes = [[*box, conf] for box, conf in zip(xyxy, confs, strict=True)]
+        return _result(boxes, image, started)
+
+
+def _load_yolo(model: str, device: str) -> Any:
+    from ultralytics import YOLO  # heavy import (torch): only when a YOLO counter is wanted
+
+    path = Path(model).expanduser()
+    looks_like_path = path.suffix not in ("", ".pt") or "/" in model or path.exists()
+    if looks_like_path and not path.exists():
+        raise ModelUnavailable(
+            f"Detection model {model!r} does not exist. Set DETECTION_MODEL (or --model) to a YOLO model: "
+            "a .pt file, an exported *_openvino_model folder, or a model name such as yolov8n.pt to download."
+        )
+    try:
+        yolo = YOLO(str(path) if path.exists() else model, task="detect")
+        # Exported models load lazily on the first prediction: fail now, not on the first camera frame.
+        yolo.predict(np.zeros((64, 64, 3), dtype=np.uint8), device=device, verbose=False)
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"Could not load the YOLO model {model!r}: {exc}\n"
+            "If this machine is offline, download the weights elsewhere (or export them, e.g. to OpenVINO) and set "
+            "DETECTION_MODEL (or --model) to the local file or folder."
+        ) from exc
+    return yolo
+
+
+def _person_class(yolo: Any, model: str) -> int:
+    for index, label in yolo.names.items():
+        if label == "person":
+            return int(index)
+    raise ModelUnavailable(f"Model {model!r} has no 'person' class; Crowd Monitor needs a people detector.")
+
+
+class HogCounter:
+    """OpenCV's classic HOG + linear SVM pedestrian detector.
+
+    Needs no weights, so it works where no YOLO model can be had, but it misses most people who
+    are small, occluded or not upright: a weak fallback, not a crowd counter.
+    """
+
+    name = "hog"
+
+    def __init__(self) -> None:
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise ModelUnavailable("This OpenCV build has no HOGDescriptor (removed in OpenCV 5); use --mode yolo.")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def count(self, image: np.ndarray) -> CountResult:
+        started = time.perf_counter()
+        rects, weights = self.hog.detectMultiScale(image, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        keep = cv2.dnn.NMSBoxes([list(map(int, r)) for r in rects], [float(w) for w in weights], 0.3, 0.45)
+        boxes = [
+            [float(x), float(y), float(x + w), float(y + h), float(weights[i])]
+            for i in np.array(keep).flatten()
+            for x, y, w, h in [rects[i]]
+        ]
+        return _result(boxes, image, started)
+
+
+def load_counter(mode: str, model: str, conf: float, device: str) -> Counter:
+    if mode == "yolo":
+        return YoloCounter(model, conf=conf, device=device)
+    if mode == "hog":
+        return HogCounter()
+    raise ModelUnavailable(f"Unknown detection mode {mode!r}; choose one of {', '.join(MODES)}.")

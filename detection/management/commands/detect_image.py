@@ -1,0 +1,42 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from detection.detectors import MODES, ModelUnavailable, load_counter
+
+
+class Command(BaseCommand):
+    help = "Count people in image files. With --json, prints one JSON object per image."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH")
+        parser.add_argument("--json", action="store_true", help='one {"image", "count", "boxes"} object per line')
+        parser.add_argument("--mode", choices=MODES, default="yolo")
+        parser.add_argument("--conf", type=float, default=settings.DETECTION_CONFIDENCE)
+        parser.add_argument("--model", default=settings.DETECTION_MODEL)
+        parser.add_argument("--device", default=settings.DETECTION_DEVICE)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            counter = load_counter(options["mode"], options["model"], options["conf"], options["device"])
+        except ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        failed = []
+        for path in options["paths"]:
+            image = cv2.imread(path) if Path(path).is_file() else None
+            if image is None:
+                self.stderr.write(f"{path}: not a readable image")
+                failed.append(path)
+                continue
+            result = counter.count(image)
+            if options["json"]:
+                boxes = [[round(v, 1) for v in box[:4]] + [round(box[4], 3)] for box in result.boxes]
+                self.stdout.write(json.dumps({"image": path, "count": result.count, "boxes": boxes}))
+            else:
+                self.stdout.write(f"{path}: {result.count} people ({result.inference_ms:.0f} ms)")
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(options['paths'])} image(s) could not be read.")
