@@ -1,8 +1,9 @@
+import importlib.util
 import secrets
 from pathlib import Path
 from typing import Any
 
-import ultralytics
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
@@ -11,7 +12,8 @@ from django.db import transaction
 from locations.models import Camera, Location
 
 SHARED_DATA = settings.BASE_DIR.parent / "shared" / "data"
-ULTRALYTICS_ASSETS = Path(ultralytics.__file__).parent / "assets"
+# Found without importing ultralytics (and torch): seeding must be quick.
+ULTRALYTICS_ASSETS = Path(importlib.util.find_spec("ultralytics").origin).parent / "assets"
 
 # name, latitude, longitude, capacity, description
 LOCATIONS = [

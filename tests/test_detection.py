@@ -1,0 +1,187 @@
+"""The detection worker and CLI on real footage with the real YOLO model (DETECTION_MODEL)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from alerts.models import Alert
+from detection.detectors import YoloCounter
+from detection.sources import Backoff
+from detection.worker import DetectionWorker, Feed, camera_feeds
+from locations.models import Camera, CrowdLog, Location
+
+REPO = Path(settings.BASE_DIR)
+SHARED_DATA = REPO.parent / "shared" / "data"
+VIDEO = SHARED_DATA / "video" / "pets09_s2l1_view001_frames301-795.mp4"
+VIDEO_COUNTS = SHARED_DATA / "video" / "pets09_s2l1_frames301-795_counts.csv"
+BUS = Path(__import__("ultralytics").__file__).parent / "assets" / "bus.jpg"
+
+needs_model = pytest.mark.skipif(
+    not Path(settings.DETECTION_MODEL).exists(),
+    reason="DETECTION_MODEL does not point at local weights (scripts/test sets it to ../shared/models)",
+)
+needs_video = pytest.mark.skipif(not VIDEO.exists(), reason="../shared/data/video is not beside the repo")
+
+
+@pytest.fixture(scope="session")
+def counter() -> YoloCounter:
+    return YoloCounter(settings.DETECTION_MODEL)
+
+
+def ground_truth() -> dict[int, int]:
+    with VIDEO_COUNTS.open() as f:
+        return {int(row["video_frame"]): int(row["count"]) for row in csv.DictReader(f)}
+
+
+@needs_model
+@needs_video
+@pytest.mark.django_db
+def test_run_detection_once_on_video_matches_ground_truth() -> None:
+    location = Location.objects.create(name="Walkway", capacity_limit=10)
+    out = StringIO()
+    call_command("run_detection", "--once", "--source", str(VIDEO), "--location", str(location.pk), stdout=out)
+    log = CrowdLog.objects.get(location=location)
+    assert log.source == CrowdLog.Source.CAMERA
+    assert log.details["frame_index"] == 0
+    assert abs(log.count - ground_truth()[0]) <= 2
+    assert len(log.details["boxes"]) == log.count
+    assert "Walkway" in out.getvalue()
+
+
+@needs_model
+@needs_video
+@pytest.mark.django_db
+def test_worker_follows_the_video_frame_by_frame(counter: YoloCounter) -> None:
+    """Each pass samples the frame `interval` seconds further on; every count is within ±2 of the humans'."""
+    location = Location.objects.create(name="Walkway", capacity_limit=10)
+    camera = Camera.objects.create(location=location, name="cam", source=f"file://{VIDEO}")
+    worker = DetectionWorker(counter, camera_feeds, interval=0.1, stop=threading.Event())
+    # A 0.1 s interval advances one frame per pass, so 12 passes cover frames 0-11 at 10 fps.
+    assert worker.run(cycles=12) == 12
+    truth = ground_truth()
+    logs = list(CrowdLog.objects.filter(camera=camera).order_by("timestamp"))
+    assert [log.details["frame_index"] for log in logs] == list(range(12))
+    errors = [abs(log.count - truth[log.details["frame_index"]]) for log in logs]
+    assert max(errors) <= 2, errors
+    camera.refresh_from_db()
+    assert camera.status == Camera.Status.ONLINE and camera.last_seen_at is not None
+    location.refresh_from_db()
+    assert location.current_count == logs[-1].count
+
+
+@needs_model
+@pytest.mark.django_db
+def test_broken_camera_goes_offline_without_stopping_the_others(counter: YoloCounter) -> None:
+    location = Location.objects.create(name="Concourse", capacity_limit=50)
+    good = Camera.objects.create(location=location, name="good", source=str(BUS))
+    broken = Camera.objects.create(location=location, name="broken", source="/nonexistent/camera.mp4")
+
+    def feeds() -> list[Feed]:
+        # Retry quickly so the test sees several failures in a few passes.
+        return [Feed(location.pk, c.source, c.pk, backoff=Backoff(base=0.01)) for c in (good, broken)]
+
+    worker = DetectionWorker(counter, feeds, interval=0.05, stop=threading.Event())
+    worker.run(cycles=6)
+    assert CrowdLog.objects.filter(camera=good).count() == 6
+    assert all(log.count == 4 for log in CrowdLog.objects.filter(camera=good))
+    assert not CrowdLog.objects.filter(camera=broken).exists()
+    broken.refresh_from_db()
+    assert broken.status == Camera.Status.OFFLINE and "does not exist" in broken.last_error
+    alert = Alert.objects.get(kind="CAMERA_OFFLINE")
+    assert alert.camera == broken and alert.status == Alert.Status.ACTIVE
+
+    # The camera comes back: the alert clears by itself.
+    broken.source = str(BUS)
+    broken.save()
+    DetectionWorker(counter, lambda: [Feed(location.pk, broken.source, broken.pk)], 0.05, threading.Event()).run(1)
+    alert.refresh_from_db()
+    broken.refresh_from_db()
+    assert alert.status == Alert.Status.RESOLVED and alert.resolved_by is None
+    assert broken.status == Camera.Status.ONLINE
+
+
+@needs_model
+def test_detect_image_finds_the_four_people_on_the_bus() -> None:
+    out = StringIO()
+    call_command("detect_image", str(BUS), "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["image"] == str(BUS)
+    assert result["count"] == 4
+    assert len(result["boxes"]) == 4
+    for x1, y1, x2, y2, conf in result["boxes"]:
+        assert 0 <= x1 < x2 and 0 <= y1 < y2 and 0.25 <= conf <= 1
+
+
+def test_missing_model_is_a_clear_error_not_a_zero_count() -> None:
+    with pytest.raises(CommandError, match="does not exist.*DETECTION_MODEL"):
+        call_command("detect_image", str(BUS), "--model", "/nowhere/yolov8n_openvino_model")
+
+
+@pytest.mark.django_db
+def test_run_detection_with_missing_model_records_nothing() -> None:
+    location = Location.objects.create(name="Gate", capacity_limit=10)
+    with pytest.raises(CommandError, match="DETECTION_MODEL"):
+        call_command(
+            "run_detection", "--once", "--source", str(BUS), "--location", str(location.pk), "--model", "/no/such.pt"
+        )
+    assert not CrowdLog.objects.exists()
+
+
+@pytest.mark.django_db
+def test_run_detection_rejects_bad_arguments() -> None:
+    with pytest.raises(CommandError, match="needs --location"):
+        call_command("run_detection", "--once", "--source", str(BUS))
+    with pytest.raises(CommandError, match="Location 999 does not exist"):
+        call_command("run_detection", "--once", "--location", "999")
+    with pytest.raises(CommandError, match="Nothing to sample"):
+        call_command("run_detection", "--once")
+
+
+@needs_model
+def test_sigterm_stops_the_worker_cleanly(tmp_path: Path) -> None:
+    """A real worker process: SIGTERM finishes the pass and exits 0."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}", "PYTHONUNBUFFERED": "1"}
+    manage = [sys.executable, str(REPO / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=REPO)
+    subprocess.run(
+        [
+            *manage,
+            "shell",
+            "-c",
+            "from locations.models import Location; Location.objects.create(name='L', capacity_limit=9)",
+        ],
+        env=env,
+        check=True,
+        cwd=REPO,
+    )
+    worker = subprocess.Popen(
+        [*manage, "run_detection", "--source", str(BUS), "--location", "1", "--interval", "0.5"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        for line in worker.stdout:
+            if "people" in line:
+                break
+            assert time.monotonic() < deadline, "no reading within 120 s"
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, output
+    assert "SIGTERM received" in output and "Stopped after recording" in output
