@@ -36,11 +36,6 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness: the process answers."""
-    return JsonResponse({"status": "ok"})
-
-
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the database and the channel layer are reachable."""
     checks: dict[str, str] = {}

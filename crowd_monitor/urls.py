@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from alerts.api import AlertViewSet
 from locations.api import LocationViewSet
 
-from .api import healthz, readyz
+from .api import readyz
 
 router = DefaultRouter()
 router.register("locations", LocationViewSet, basename="location")
@@ -21,7 +21,6 @@ urlpatterns = [
     path("api/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/", include(router.urls)),
-    path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("", include("dashboard.urls")),
 ]

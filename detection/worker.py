@@ -16,7 +16,8 @@ from django.utils import timezone
 from alerts import services as alert_services
 from alerts.engine import AlertKind, Condition, Severity
 from alerts.models import Alert
-from locations.models import Camera, CrowdLog, Location, redact_uri
+from crowd_monitor.redaction import redact_uri
+from locations.models import Camera, CrowdLog, Location
 from locations.services import record_reading
 
 from .detectors import Counter

@@ -1,9 +1,10 @@
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from crowd_monitor.redaction import redact_uri
 
 from .density import DEFAULT_HIGH_THRESHOLD, DEFAULT_MEDIUM_THRESHOLD, DensityLevel
 
@@ -77,20 +78,6 @@ class Location(models.Model):
     @property
     def stale_after(self) -> timedelta:
         return timedelta(seconds=3 * self.expected_interval_seconds)
-
-
-def redact_uri(uri: str) -> str:
-    """The URI with any password replaced, safe to show outside admin and in logs."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable source>"
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class Camera(models.Model):

@@ -124,7 +124,7 @@ def test_detect_image_finds_the_four_people_on_the_bus() -> None:
 
 
 def test_missing_model_is_a_clear_error_not_a_zero_count() -> None:
-    with pytest.raises(CommandError, match="does not exist.*DETECTION_MODEL"):
+    with pytest.raises(CommandError, match=r"does not exist.*DETECTION_MODEL"):
         call_command("detect_image", str(BUS), "--model", "/nowhere/yolov8n_openvino_model")
 
 

@@ -6,9 +6,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from crowd_monitor.redaction import redact_uri
 from detection.detectors import MODES, ModelUnavailable, load_counter
 from detection.worker import DetectionWorker, Feed, camera_feeds
-from locations.models import Location, redact_uri
+from locations.models import Location
 
 
 class Command(BaseCommand):

@@ -3,7 +3,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
