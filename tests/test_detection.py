@@ -1,4 +1,8 @@
-"""The detection worker and CLI on real footage with the real YOLO model (DETECTION_MODEL)."""
+"""The detection worker and CLI on real footage with the real YOLO model (DETECTION_MODEL).
+
+Worker tests use transactional databases: the worker recycles its DB connection every pass, as it
+does in production, which would end the test-wrapping transaction of a plain django_db test.
+"""
 
 import csv
 import json
@@ -46,7 +50,7 @@ def ground_truth() -> dict[int, int]:
 
 @needs_model
 @needs_video
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_run_detection_once_on_video_matches_ground_truth() -> None:
     location = Location.objects.create(name="Walkway", capacity_limit=10)
     out = StringIO()
@@ -61,7 +65,7 @@ def test_run_detection_once_on_video_matches_ground_truth() -> None:
 
 @needs_model
 @needs_video
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_worker_follows_the_video_frame_by_frame(counter: YoloCounter) -> None:
     """Each pass samples the frame `interval` seconds further on; every count is within ±2 of the humans'."""
     location = Location.objects.create(name="Walkway", capacity_limit=10)
@@ -81,7 +85,7 @@ def test_worker_follows_the_video_frame_by_frame(counter: YoloCounter) -> None:
 
 
 @needs_model
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_broken_camera_goes_offline_without_stopping_the_others(counter: YoloCounter) -> None:
     location = Location.objects.create(name="Concourse", capacity_limit=50)
     good = Camera.objects.create(location=location, name="good", source=str(BUS))
