@@ -7,12 +7,14 @@ from rest_framework.routers import DefaultRouter
 
 from alerts.api import AlertViewSet
 from locations.api import LocationViewSet
+from locations.camera_api import CameraViewSet
 
 from .api import readyz
 
 router = DefaultRouter()
 router.register("locations", LocationViewSet, basename="location")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("cameras", CameraViewSet, basename="camera")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

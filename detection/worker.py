@@ -9,7 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+import cv2
+import numpy as np
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -17,10 +20,10 @@ from alerts import services as alert_services
 from alerts.engine import AlertKind, Condition, Severity
 from alerts.models import Alert
 from crowd_monitor.redaction import redact_uri
-from locations.models import Camera, CrowdLog, Location
+from locations.models import Camera, CameraFrame, CrowdLog, Location
 from locations.services import record_reading
 
-from .detectors import Counter
+from .detectors import Counter, CountResult
 from .sources import Backoff, FrameSource, SourceEnded, SourceError, open_source
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 # Consecutive failed attempts before a camera's outage is raised as an alert: one dropped
 # connection is routine, three in a row is an operator's problem.
 OFFLINE_ALERT_AFTER = 3
+MAX_FRAME_WIDTH = 960
 
 
 @dataclass
@@ -52,6 +56,29 @@ def camera_feeds(location_id: int | None = None) -> list[Feed]:
     if location_id is not None:
         cameras = cameras.filter(location_id=location_id)
     return [Feed(location_id=c.location_id, uri=c.source, camera_id=c.pk) for c in cameras]
+
+
+def store_latest_frame(camera_id: int, image: np.ndarray, result: CountResult, at: datetime) -> None:
+    """Keep the camera's newest frame (JPEG, at most MAX_FRAME_WIDTH wide) with its person boxes for the dashboard."""
+    height, width = image.shape[:2]
+    if width > MAX_FRAME_WIDTH:
+        image = cv2.resize(
+            image, (MAX_FRAME_WIDTH, round(height * MAX_FRAME_WIDTH / width)), interpolation=cv2.INTER_AREA
+        )
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    if not ok:
+        return
+    CameraFrame.objects.update_or_create(
+        camera_id=camera_id,
+        defaults={
+            "jpeg": jpeg.tobytes(),
+            "width": width,  # boxes are in these (original) pixels; clients scale them to the image shown
+            "height": height,
+            "count": result.count,
+            "boxes": result.details()["boxes"],
+            "captured_at": at,
+        },
+    )
 
 
 class DetectionWorker:
@@ -117,13 +144,15 @@ class DetectionWorker:
         result = self.counter.count(frame.image)
         location = Location.objects.get(pk=feed.location_id)
         details = {**result.details(), "position": frame.position, "frame_index": frame.index}
-        record_reading(
+        log = record_reading(
             location,
             result.count,
             source=CrowdLog.Source.CAMERA,
             camera_id=feed.camera_id,
             details=details,
         )
+        if feed.camera_id is not None:
+            store_latest_frame(feed.camera_id, frame.image, result, log.timestamp)
         self.report(f"{location.name}: {result.count} people ({feed.label}, {frame.position})")
         self._seen(feed)
         return 1

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from crowd_monitor.permissions import require_perm
 
+from .history import RANGES, history
 from .models import CrowdLog, Location
 from .serializers import CrowdLogSerializer, LocationSerializer, ReadingFilterSerializer, ReadingSerializer
 from .services import InvalidReading, record_reading, refresh_location
@@ -44,6 +45,8 @@ class LocationViewSet(
         location = serializer.save()
         # Capacity or thresholds may have changed what the current count means.
         refresh_location(location)
+        # Answer with the re-derived state (and alert flag), not the figures from before the change.
+        serializer.instance = with_alert_flag(Location.objects.filter(pk=location.pk)).get()
 
     @extend_schema(
         methods=["GET"],
@@ -69,6 +72,18 @@ class LocationViewSet(
             logs = logs.filter(timestamp__lte=filters.validated_data["until"])
         page = self.paginate_queryset(logs.order_by("-timestamp", "-id"))
         return self.get_paginated_response(CrowdLogSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("range", enum=list(RANGES), default="hour")],
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        """Occupancy over the last hour, day or week, in buckets (min / avg / max)."""
+        range_name = request.query_params.get("range", "hour")
+        if range_name not in RANGES:
+            raise ValidationError({"range": f"Must be one of: {', '.join(RANGES)}."})
+        return Response(history(self.get_object(), range_name))
 
     def _record(self, request: Request, location: Location) -> Response:
         if not location.is_active:

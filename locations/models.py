@@ -164,3 +164,18 @@ class DensitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.location} {self.bucket_start:%Y-%m-%d %H:%M} ({self.bucket_seconds}s)"
+
+
+class CameraFrame(models.Model):
+    """The newest frame a camera gave the detection worker, with the person boxes found on it."""
+
+    camera = models.OneToOneField(Camera, on_delete=models.CASCADE, primary_key=True, related_name="latest_frame")
+    jpeg = models.BinaryField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    count = models.PositiveIntegerField()
+    boxes = models.JSONField(default=list, help_text="Person boxes [x1, y1, x2, y2, conf] in frame pixels.")
+    captured_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.camera} @ {self.captured_at:%H:%M:%S}"

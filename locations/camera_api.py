@@ -1,0 +1,141 @@
+"""Cameras as operators see them: status, the latest annotated frame and a heatmap of where people stood.
+
+Camera sources may carry credentials, so no response here ever contains one.
+"""
+
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .heatmap import occupancy_grid
+from .models import Camera, CameraFrame, CrowdLog
+from .state import isoformat
+
+# Enough readings for a stable picture (an hour at 1 s sampling) without scanning weeks of rows.
+HEATMAP_MAX_READINGS = 3600
+
+
+class CameraSerializer(serializers.ModelSerializer):
+    location_id = serializers.IntegerField(read_only=True)
+    has_frame = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Camera
+        fields = ["id", "location_id", "name", "enabled", "status", "last_seen_at", "has_frame"]
+
+    def get_has_frame(self, camera: Camera) -> bool:
+        return hasattr(camera, "latest_frame")
+
+
+class CameraFilterSerializer(serializers.Serializer):
+    location = serializers.IntegerField(required=False, min_value=1)
+
+
+class HeatmapQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    cols = serializers.IntegerField(required=False, min_value=4, max_value=128, default=32)
+    rows = serializers.IntegerField(required=False, min_value=3, max_value=96, default=24)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs.setdefault("until", timezone.now())
+        attrs.setdefault("since", attrs["until"] - timedelta(hours=1))
+        if attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"since": "Must be before until."})
+        return attrs
+
+
+@extend_schema(parameters=[OpenApiParameter("location", type=int)])
+class CameraViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = CameraSerializer
+
+    def get_queryset(self) -> QuerySet[Camera]:
+        cameras = Camera.objects.select_related("latest_frame").order_by("location__name", "name")
+        if self.action == "list":
+            filters = CameraFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            if "location" in filters.validated_data:
+                cameras = cameras.filter(location_id=filters.validated_data["location"])
+        return cameras
+
+    def _frame(self) -> CameraFrame:
+        camera = self.get_object()
+        try:
+            return camera.latest_frame
+        except CameraFrame.DoesNotExist:
+            raise NotFound("This camera has not delivered a frame yet.") from None
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def latest(self, request: Request, pk: str | None = None) -> Response:
+        """The newest frame's detections; the image itself is at `image_url`."""
+        frame = self._frame()
+        stamp = int(frame.captured_at.timestamp() * 1000)
+        return Response(
+            {
+                "camera_id": frame.camera_id,
+                "captured_at": isoformat(frame.captured_at),
+                "width": frame.width,
+                "height": frame.height,
+                "count": frame.count,
+                "boxes": frame.boxes,
+                "image_url": f"/api/cameras/{frame.camera_id}/frame/?t={stamp}",
+            }
+        )
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def frame(self, request: Request, pk: str | None = None) -> HttpResponse:
+        """The newest frame as JPEG (people boxes are drawn by the client from `latest`)."""
+        frame = self._frame()
+        response = HttpResponse(bytes(frame.jpeg), content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=0"
+        return response
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", type=OpenApiTypes.DATETIME),
+            OpenApiParameter("until", type=OpenApiTypes.DATETIME),
+            OpenApiParameter("cols", type=int),
+            OpenApiParameter("rows", type=int),
+        ],
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request: Request, pk: str | None = None) -> Response:
+        """Where people stood (foot points of their boxes) over a period, on a grid over the camera's view."""
+        camera = self.get_object()
+        query = HeatmapQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        details = (
+            CrowdLog.objects.filter(camera=camera, timestamp__gte=params["since"], timestamp__lte=params["until"])
+            .order_by("-timestamp")
+            .values_list("details", flat=True)[:HEATMAP_MAX_READINGS]
+        )
+        frames = [
+            (d["frame_size"][0], d["frame_size"][1], d["boxes"])
+            for d in details
+            if d.get("frame_size") and "boxes" in d
+        ]
+        return Response(
+            {
+                "camera_id": camera.pk,
+                "since": isoformat(params["since"]),
+                "until": isoformat(params["until"]),
+                "cols": params["cols"],
+                "rows": params["rows"],
+                "readings": len(frames),
+                "people": sum(len(boxes) for _, _, boxes in frames),
+                "cells": occupancy_grid(frames, params["cols"], params["rows"]),
+            }
+        )
