@@ -66,9 +66,13 @@ class LocationAdmin(admin.ModelAdmin):
     inlines = [CameraInline]
 
     def save_model(self, request: HttpRequest, obj: Location, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if change:
-            refresh_location(obj)
+        if not change:
+            obj.save()
+            return
+        # Save only the edited settings: a reading stored while the form was open must not be
+        # overwritten with the current state loaded before it. Then re-derive the state.
+        obj.save(update_fields=[*form.changed_data, "updated_at"])
+        refresh_location(obj)
 
 
 @admin.register(Camera)
