@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +20,8 @@ from .serializers import AlertActionSerializer, AlertFilterSerializer, AlertSeri
         OpenApiParameter("status", enum=Alert.Status.values),
         OpenApiParameter("kind", enum=[value for value, _ in Alert._meta.get_field("kind").choices]),
         OpenApiParameter("location", type=int),
+        OpenApiParameter("since", type=OpenApiTypes.DATETIME, description="triggered at or after (ISO-8601)"),
+        OpenApiParameter("until", type=OpenApiTypes.DATETIME, description="triggered at or before (ISO-8601)"),
     ]
 )
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
@@ -41,6 +44,10 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
             alerts = alerts.filter(kind=data["kind"])
         if "location" in data:
             alerts = alerts.filter(location_id=data["location"])
+        if "since" in data:
+            alerts = alerts.filter(triggered_at__gte=data["since"])
+        if "until" in data:
+            alerts = alerts.filter(triggered_at__lte=data["until"])
         return alerts
 
     def get_permissions(self) -> list:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from .models import Alert
@@ -42,4 +44,11 @@ class AlertActionSerializer(serializers.Serializer):
 class AlertFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Alert.Status.choices, required=False)
     kind = serializers.ChoiceField(choices=Alert._meta.get_field("kind").choices, required=False)
-    location = serializers.IntegerField(required=False, min_value=1)
+    location = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)  # a 64-bit id
+    since = serializers.DateTimeField(required=False, help_text="Alerts triggered at or after this time (ISO-8601).")
+    until = serializers.DateTimeField(required=False, help_text="Alerts triggered at or before this time (ISO-8601).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
+            raise serializers.ValidationError({"since": "Must not be after until."})
+        return attrs

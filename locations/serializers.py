@@ -7,6 +7,8 @@ from .models import CrowdLog, Location
 from .services import MAX_COUNT
 from .state import crowd_update, status_of
 
+MAX_DB_INTEGER = 2_147_483_647  # PostgreSQL's `integer`
+
 
 class LocationSerializer(serializers.ModelSerializer):
     """A location's settings plus its live state (the crowd_update fields)."""
@@ -47,6 +49,18 @@ class LocationSerializer(serializers.ModelSerializer):
             "status",
             "over_capacity",
         ]
+        # The same upper bound on every database (SQLite's integers are wider than PostgreSQL's), and
+        # small enough for the durations these seconds become.
+        extra_kwargs = {
+            name: {"max_value": MAX_DB_INTEGER}
+            for name in (
+                "capacity_limit",
+                "spike_window_seconds",
+                "spike_min_delta",
+                "alert_cooldown_seconds",
+                "expected_interval_seconds",
+            )
+        }
 
     def _state(self, obj: Location) -> dict[str, Any]:
         # Computed once per object; the same function builds the WebSocket payload.
@@ -69,6 +83,14 @@ class LocationSerializer(serializers.ModelSerializer):
 
     def get_over_capacity(self, obj: Location) -> bool:
         return (obj.occupancy_percentage or 0) > 100
+
+    def update(self, instance: Location, validated_data: dict[str, Any]) -> Location:
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        # Save only the settings: the current state belongs to the write path, and a reading stored
+        # since `instance` was loaded must not be overwritten with the older figures.
+        instance.save(update_fields=[*validated_data, "updated_at"])
+        return instance
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         medium = attrs.get("medium_threshold", getattr(self.instance, "medium_threshold", 30.0))

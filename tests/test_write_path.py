@@ -1,0 +1,502 @@
+"""The one write path (`record_reading`, `refresh_location`) and the alert services, against the real database."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from alerts import services
+from alerts.engine import AlertKind, Condition, Severity
+from alerts.models import Alert, AlertRule
+from locations.models import CrowdLog, DensitySnapshot, Location
+from locations.serializers import LocationSerializer
+from locations.services import InvalidReading, record_reading, refresh_location
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def gate() -> Location:
+    return Location.objects.create(name="Gate A", capacity_limit=200)
+
+
+def fresh(location: Location) -> Location:
+    return Location.objects.get(pk=location.pk)
+
+
+def open_alerts(location: Location, kind: str | None = None) -> list[Alert]:
+    alerts = Alert.objects.filter(location=location, status__in=Alert.OPEN_STATUSES)
+    if kind:
+        alerts = alerts.filter(kind=kind)
+    return list(alerts)
+
+
+# --- storing a reading ---------------------------------------------------------------------------------------------
+
+
+def test_reading_is_stored_with_capacity_occupancy_and_level(gate: Location) -> None:
+    at = timezone.now() - timedelta(seconds=2)
+    log = record_reading(gate, 145, source=CrowdLog.Source.API, at=at, details={"frame": 3})
+
+    stored = CrowdLog.objects.get()
+    assert stored.pk == log.pk
+    assert (stored.location_id, stored.count, stored.capacity_limit) == (gate.pk, 145, 200)
+    assert stored.occupancy_percentage == 72.5
+    assert stored.density_level == "HIGH"
+    assert stored.timestamp == at
+    assert stored.source == "api"
+    assert stored.details == {"frame": 3}
+
+
+def test_reading_updates_the_current_state(gate: Location) -> None:
+    record_reading(gate, 50, source=CrowdLog.Source.CAMERA)
+    state = fresh(gate)
+    assert (state.current_count, state.occupancy_percentage, state.density_level) == (50, 25.0, "LOW")
+    assert timezone.now() - state.last_reading_at < timedelta(seconds=5)
+
+    record_reading(gate, 100, source=CrowdLog.Source.CAMERA)
+    state = fresh(gate)
+    assert (state.current_count, state.occupancy_percentage, state.density_level) == (100, 50.0, "MEDIUM")
+    assert CrowdLog.objects.filter(location=gate).count() == 2
+
+
+def test_levels_follow_the_locations_own_thresholds() -> None:
+    strict = Location.objects.create(name="Stairs", capacity_limit=100, medium_threshold=10, high_threshold=40)
+    record_reading(strict, 45, source=CrowdLog.Source.API)
+    assert fresh(strict).density_level == "HIGH"
+    assert CrowdLog.objects.get().density_level == "HIGH"
+
+
+def test_high_density_below_the_alert_threshold_raises_no_alert(gate: Location) -> None:
+    for count in (140, 150, 159):  # 70 % .. 79.5 %: HIGH, but below the 80 % alert threshold and no spike
+        record_reading(gate, count, source=CrowdLog.Source.API)
+    assert fresh(gate).density_level == "HIGH"
+    assert not Alert.objects.exists()
+
+
+# --- dynamic capacity ----------------------------------------------------------------------------------------------
+
+
+def test_capacity_change_applies_to_new_readings_only(gate: Location) -> None:
+    first = record_reading(gate, 100, source=CrowdLog.Source.API)
+    Location.objects.filter(pk=gate.pk).update(capacity_limit=400)
+    second = record_reading(gate, 100, source=CrowdLog.Source.API)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.capacity_limit, first.occupancy_percentage, first.density_level) == (200, 50.0, "MEDIUM")
+    assert (second.capacity_limit, second.occupancy_percentage, second.density_level) == (400, 25.0, "LOW")
+    assert fresh(gate).occupancy_percentage == 25.0
+
+
+def test_capacity_change_uses_the_database_value_not_a_stale_object(gate: Location) -> None:
+    stale_object = fresh(gate)
+    Location.objects.filter(pk=gate.pk).update(capacity_limit=100)
+    log = record_reading(stale_object, 90, source=CrowdLog.Source.API)
+    assert (log.capacity_limit, log.occupancy_percentage) == (100, 90.0)
+    assert open_alerts(gate, "OVERCROWDING")
+
+
+def test_patching_capacity_rederives_the_current_state_and_alerts_at_once(gate: Location) -> None:
+    admin = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client = APIClient()
+    client.force_authenticate(admin)
+    record_reading(gate, 150, source=CrowdLog.Source.API)  # 75 %: HIGH, no overcrowding yet
+    assert not open_alerts(gate)
+
+    response = client.patch(f"/api/locations/{gate.pk}/", {"capacity_limit": 180}, format="json")
+
+    assert response.status_code == 200, response.content
+    state = fresh(gate)
+    assert (state.capacity_limit, state.current_count, state.occupancy_percentage) == (180, 150, 83.3)
+    assert response.json()["occupancy_percentage"] == 83.3
+    assert response.json()["alert"] is True
+    (alert,) = open_alerts(gate)
+    assert (alert.kind, alert.severity, alert.count, alert.occupancy_percentage) == (
+        "OVERCROWDING",
+        "WARNING",
+        150,
+        83.3,
+    )
+    assert CrowdLog.objects.count() == 1  # a settings change is not a reading
+
+    # Raising capacity again lowers the figures but leaves the open alert to the operators.
+    response = client.patch(f"/api/locations/{gate.pk}/", {"capacity_limit": 1000}, format="json")
+    assert response.status_code == 200, response.content
+    state = fresh(gate)
+    assert (state.occupancy_percentage, state.density_level) == (15.0, "LOW")
+
+
+def test_refresh_location_without_readings_changes_nothing() -> None:
+    empty = Location.objects.create(name="Empty", capacity_limit=10)
+    refresh_location(empty)
+    state = fresh(empty)
+    assert state.current_count is None and state.occupancy_percentage is None and state.density_level == ""
+    assert not Alert.objects.exists()
+
+
+def test_refresh_location_escalates_an_open_overcrowding_alert(gate: Location) -> None:
+    record_reading(gate, 170, source=CrowdLog.Source.API)  # 85 %
+    (alert,) = open_alerts(gate)
+    Location.objects.filter(pk=gate.pk).update(capacity_limit=150)
+    refresh_location(gate)
+    alert.refresh_from_db()
+    assert alert.severity == "CRITICAL"
+    assert fresh(gate).occupancy_percentage == 113.3
+    assert Alert.objects.count() == 1
+
+
+# --- late, future and invalid readings -----------------------------------------------------------------------------
+
+
+def test_late_reading_is_stored_but_changes_neither_state_nor_alerts(gate: Location) -> None:
+    now = timezone.now()
+    record_reading(gate, 40, source=CrowdLog.Source.CAMERA, at=now - timedelta(seconds=1))
+    before = fresh(gate)
+
+    late = record_reading(gate, 199, source=CrowdLog.Source.CAMERA, at=now - timedelta(seconds=30))
+
+    late.refresh_from_db()
+    assert (late.count, late.occupancy_percentage, late.density_level) == (199, 99.5, "HIGH")
+    after = fresh(gate)
+    assert (
+        (after.current_count, after.occupancy_percentage, after.density_level, after.last_reading_at)
+        == (
+            before.current_count,
+            before.occupancy_percentage,
+            before.density_level,
+            before.last_reading_at,
+        )
+        == (40, 20.0, "LOW", now - timedelta(seconds=1))
+    )
+    assert not Alert.objects.exists()
+    assert CrowdLog.objects.count() == 2
+
+
+def test_reading_with_the_same_timestamp_as_the_newest_becomes_current(gate: Location) -> None:
+    at = timezone.now() - timedelta(seconds=5)
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=at)
+    record_reading(gate, 12, source=CrowdLog.Source.CAMERA, at=at)
+    assert fresh(gate).current_count == 12
+
+
+def test_slightly_fast_clocks_are_accepted(gate: Location) -> None:
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=timezone.now() + timedelta(seconds=30))
+    assert CrowdLog.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("count", "at", "message"),
+    [
+        (10, timedelta(seconds=75), "future"),
+        (10, timedelta(days=365), "future"),
+        (-1, None, "negative"),
+        (12.5, None, "whole number"),
+        (12.0, None, "whole number"),
+        ("12", None, "whole number"),
+        (True, None, "whole number"),
+        (False, None, "whole number"),
+        (None, None, "whole number"),
+        (1_000_001, None, "exceed"),
+    ],
+)
+def test_invalid_readings_store_nothing(gate: Location, count: object, at: timedelta | None, message: str) -> None:
+    record_reading(gate, 20, source=CrowdLog.Source.API)
+    before = fresh(gate)
+    with pytest.raises(InvalidReading, match=message):
+        record_reading(gate, count, source=CrowdLog.Source.API, at=None if at is None else timezone.now() + at)
+    after = fresh(gate)
+    assert CrowdLog.objects.count() == 1
+    assert DensitySnapshot.objects.get().readings == 1
+    assert after.current_count == before.current_count == 20
+    assert after.last_reading_at == before.last_reading_at
+    assert not Alert.objects.exists()
+
+
+def test_naive_timestamp_is_rejected(gate: Location) -> None:
+    with pytest.raises(InvalidReading, match="time zone"):
+        record_reading(gate, 5, source=CrowdLog.Source.API, at=datetime(2026, 1, 1, 12, 0))
+    assert not CrowdLog.objects.exists()
+
+
+# --- one open alert per kind, escalation, cooldown -----------------------------------------------------------------
+
+
+def test_several_overcrowded_readings_give_one_active_alert(gate: Location) -> None:
+    for count in (165, 170, 175, 180, 170):  # 82.5 % .. 90 %, none a spike
+        record_reading(gate, count, source=CrowdLog.Source.CAMERA)
+    (alert,) = Alert.objects.all()
+    assert (alert.kind, alert.status, alert.severity) == ("OVERCROWDING", "ACTIVE", "WARNING")
+    assert alert.count == 165
+
+
+def test_escalation_to_critical_updates_the_same_alert(gate: Location) -> None:
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)  # 85 %
+    (warning,) = Alert.objects.all()
+    assert warning.severity == "WARNING"
+
+    record_reading(gate, 200, source=CrowdLog.Source.CAMERA)  # 100 %
+    (critical,) = Alert.objects.all()
+    assert critical.pk == warning.pk
+    assert (critical.severity, critical.status, critical.count, critical.occupancy_percentage) == (
+        "CRITICAL",
+        "ACTIVE",
+        200,
+        100.0,
+    )
+    assert "100.0%" in critical.message
+
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)  # back to WARNING level: no downgrade
+    (same,) = Alert.objects.all()
+    assert same.severity == "CRITICAL"
+
+
+def test_an_acknowledged_alert_still_counts_as_open(gate: Location) -> None:
+    operator = User.objects.create_user("op")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    services.acknowledge(Alert.objects.get(), operator)
+    record_reading(gate, 175, source=CrowdLog.Source.CAMERA)
+    record_reading(gate, 210, source=CrowdLog.Source.CAMERA)
+    (alert,) = Alert.objects.all()
+    assert (alert.status, alert.severity) == ("ACKNOWLEDGED", "CRITICAL")
+
+
+def test_cooldown_after_resolution(gate: Location) -> None:
+    operator = User.objects.create_user("op")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    first = Alert.objects.get()
+    services.resolve(first, operator)
+
+    record_reading(gate, 175, source=CrowdLog.Source.CAMERA)
+    assert Alert.objects.count() == 1
+    assert not open_alerts(gate)
+
+    # Just inside the 300 s cooldown: still nothing.
+    Alert.objects.filter(pk=first.pk).update(resolved_at=timezone.now() - timedelta(seconds=290))
+    record_reading(gate, 176, source=CrowdLog.Source.CAMERA)
+    assert not open_alerts(gate)
+
+    # Once the cooldown is over, the same condition raises a new alert.
+    Alert.objects.filter(pk=first.pk).update(resolved_at=timezone.now() - timedelta(seconds=301))
+    record_reading(gate, 177, source=CrowdLog.Source.CAMERA)
+    (second,) = open_alerts(gate)
+    assert second.pk != first.pk
+    assert (second.kind, second.status, second.count) == ("OVERCROWDING", "ACTIVE", 177)
+    assert Alert.objects.count() == 2
+
+
+def test_cooldown_is_the_locations_setting(gate: Location) -> None:
+    Location.objects.filter(pk=gate.pk).update(alert_cooldown_seconds=0)
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    services.resolve(Alert.objects.get(), None)
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    assert len(open_alerts(gate, "OVERCROWDING")) == 1
+    assert Alert.objects.count() == 2
+
+
+def test_spike_and_overcrowding_are_separate_alerts(gate: Location) -> None:
+    record_reading(gate, 20, source=CrowdLog.Source.CAMERA)
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    assert sorted(a.kind for a in open_alerts(gate)) == ["OVERCROWDING", "SPIKE"]
+
+
+def test_custom_rule_raises_its_own_alert(gate: Location) -> None:
+    rule = AlertRule.objects.create(
+        location=gate, name="Queue forming", metric="count", comparison="gte", threshold=50, severity="INFO"
+    )
+    AlertRule.objects.create(
+        location=gate, name="Disabled", metric="count", comparison="gte", threshold=1, enabled=False
+    )
+    record_reading(gate, 49, source=CrowdLog.Source.CAMERA)
+    assert not Alert.objects.exists()
+    record_reading(gate, 50, source=CrowdLog.Source.CAMERA)
+    record_reading(gate, 52, source=CrowdLog.Source.CAMERA)
+    (alert,) = Alert.objects.all()
+    assert (alert.kind, alert.rule_id, alert.severity, alert.key) == ("CUSTOM", rule.pk, "INFO", f"CUSTOM:{rule.pk}")
+
+
+def test_alerts_are_per_location(gate: Location) -> None:
+    other = Location.objects.create(name="Gate B", capacity_limit=10)
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    record_reading(other, 9, source=CrowdLog.Source.CAMERA)
+    assert len(open_alerts(gate, "OVERCROWDING")) == 1
+    assert len(open_alerts(other, "OVERCROWDING")) == 1
+
+
+# --- state changes -------------------------------------------------------------------------------------------------
+
+
+def test_acknowledge_then_resolve_records_who_and_when(gate: Location) -> None:
+    alice = User.objects.create_user("alice")
+    bob = User.objects.create_user("bob")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    alert = Alert.objects.get()
+
+    before = timezone.now()
+    services.acknowledge(alert, alice, "On my way.")
+    alert.refresh_from_db()
+    assert (alert.status, alert.acknowledged_by, alert.note) == ("ACKNOWLEDGED", alice, "On my way.")
+    assert before <= alert.acknowledged_at <= timezone.now()
+    assert alert.resolved_at is None and alert.resolved_by is None
+
+    services.resolve(alert, bob, "Gate opened.")
+    alert.refresh_from_db()
+    assert (alert.status, alert.resolved_by, alert.note) == ("RESOLVED", bob, "Gate opened.")
+    assert alert.acknowledged_by == alice
+    assert alert.acknowledged_at <= alert.resolved_at <= timezone.now()
+    assert not fresh(gate).alerts.filter(status__in=Alert.OPEN_STATUSES).exists()
+
+
+def test_invalid_transitions(gate: Location) -> None:
+    user = User.objects.create_user("carol")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    alert = Alert.objects.get()
+    services.resolve(alert, user)
+    resolved_at = Alert.objects.get().resolved_at
+
+    with pytest.raises(services.InvalidTransition, match="RESOLVED"):
+        services.resolve(alert, user)
+    with pytest.raises(services.InvalidTransition):
+        services.acknowledge(alert, user)
+    stored = Alert.objects.get()
+    assert (stored.status, stored.resolved_at, stored.acknowledged_at) == ("RESOLVED", resolved_at, None)
+
+
+def test_acknowledging_twice_is_an_invalid_transition(gate: Location) -> None:
+    first, second = User.objects.create_user("first"), User.objects.create_user("second")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    alert = Alert.objects.get()
+    services.acknowledge(alert, first)
+    with pytest.raises(services.InvalidTransition):
+        services.acknowledge(Alert.objects.get(), second)
+    assert Alert.objects.get().acknowledged_by == first
+
+
+# --- snapshots -----------------------------------------------------------------------------------------------------
+
+
+def test_density_snapshot_min_avg_max_per_minute(gate: Location) -> None:
+    minute = (timezone.now() - timedelta(minutes=10)).replace(second=0, microsecond=0)
+    for seconds, count in ((5, 20), (20, 40), (59, 90)):  # 10 %, 20 %, 45 %
+        record_reading(gate, count, source=CrowdLog.Source.CAMERA, at=minute + timedelta(seconds=seconds))
+    record_reading(gate, 100, source=CrowdLog.Source.CAMERA, at=minute + timedelta(seconds=60))  # the next minute
+    record_reading(gate, 60, source=CrowdLog.Source.CAMERA, at=minute + timedelta(seconds=30))  # late, same minute
+
+    first, second = DensitySnapshot.objects.filter(location=gate).order_by("bucket_start")
+    assert first.bucket_start == minute.astimezone(UTC)
+    assert first.bucket_seconds == 60
+    assert (first.readings, first.min_count, first.max_count) == (4, 20, 90)
+    assert first.avg_count == pytest.approx(52.5)
+    assert (first.min_occupancy, first.max_occupancy) == (10.0, 45.0)
+    assert first.avg_occupancy == pytest.approx(26.25)
+    assert second.bucket_start == minute + timedelta(minutes=1)
+    assert (second.readings, second.min_count, second.avg_count, second.max_count) == (1, 100, 100, 100)
+    assert second.avg_occupancy == 50.0
+
+
+def test_snapshots_are_per_location(gate: Location) -> None:
+    other = Location.objects.create(name="Gate B", capacity_limit=10)
+    at = timezone.now().replace(second=30, microsecond=0) - timedelta(minutes=1)
+    record_reading(gate, 100, source=CrowdLog.Source.CAMERA, at=at)
+    record_reading(other, 5, source=CrowdLog.Source.CAMERA, at=at)
+    assert DensitySnapshot.objects.get(location=gate).max_count == 100
+    assert DensitySnapshot.objects.get(location=other).max_count == 5
+
+
+# --- stale alerts --------------------------------------------------------------------------------------------------
+
+
+def stale_condition() -> Condition:
+    return Condition(key=AlertKind.STALE, kind=AlertKind.STALE, severity=Severity.WARNING, message="No reading.")
+
+
+def test_a_fresh_reading_resolves_a_stale_alert(gate: Location) -> None:
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=timezone.now() - timedelta(minutes=5))
+    stale = services.raise_alert(gate, stale_condition())
+    assert stale is not None and stale.status == "ACTIVE"
+    assert services.raise_alert(gate, stale_condition()) is None  # one open STALE alert at a time
+
+    record_reading(gate, 12, source=CrowdLog.Source.CAMERA)
+
+    stale.refresh_from_db()
+    assert stale.status == "RESOLVED"
+    assert stale.resolved_by is None
+    assert stale.resolved_at is not None
+    assert stale.note
+    assert not open_alerts(gate)
+
+
+def test_a_late_reading_does_not_resolve_a_stale_alert(gate: Location) -> None:
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=timezone.now() - timedelta(minutes=5))
+    stale = services.raise_alert(gate, stale_condition())
+    record_reading(gate, 11, source=CrowdLog.Source.CAMERA, at=timezone.now() - timedelta(minutes=6))
+    stale.refresh_from_db()
+    assert stale.status == "ACTIVE"
+
+
+def test_check_stale_locations_raises_one_stale_alert(gate: Location) -> None:
+    quiet = Location.objects.create(name="Never seen", capacity_limit=10)
+    at = timezone.now() - timedelta(seconds=1)
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=at)
+    assert services.check_stale_locations(now=at + timedelta(seconds=15)) == []  # three intervals: still live
+
+    later = at + timedelta(seconds=16)
+    (alert,) = services.check_stale_locations(now=later)
+    assert (alert.location_id, alert.kind, alert.status) == (gate.pk, "STALE", "ACTIVE")
+    assert services.check_stale_locations(now=later + timedelta(seconds=30)) == []
+    assert not quiet.alerts.exists()  # never had data: "no data", but nothing stopped
+
+
+# --- the database itself enforces one open alert per key ----------------------------------------------------------
+
+
+def alert_row(location: Location, status: str = "ACTIVE", key: str = "OVERCROWDING") -> Alert:
+    return Alert.objects.create(location=location, kind="OVERCROWDING", key=key, severity="WARNING", status=status)
+
+
+def test_unique_constraint_prevents_two_open_alerts_with_the_same_key(gate: Location) -> None:
+    alert_row(gate)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        alert_row(gate)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        alert_row(gate, status="ACKNOWLEDGED")
+    assert Alert.objects.count() == 1
+
+
+def test_unique_constraint_allows_resolved_duplicates_and_other_keys_or_locations(gate: Location) -> None:
+    other = Location.objects.create(name="Gate B", capacity_limit=10)
+    alert_row(gate)
+    alert_row(gate, status="RESOLVED")
+    alert_row(gate, status="RESOLVED")
+    alert_row(gate, key="SPIKE")
+    alert_row(other)
+    assert Alert.objects.count() == 5
+
+
+def test_losing_the_race_for_a_key_does_not_break_the_callers_transaction(gate: Location) -> None:
+    condition = Condition(key="OVERCROWDING", kind=AlertKind.OVERCROWDING, severity=Severity.WARNING, message="m")
+    with transaction.atomic():
+        assert services.raise_alert(gate, condition) is not None
+        assert services.raise_alert(gate, condition) is None
+        record_reading(gate, 10, source=CrowdLog.Source.CAMERA)  # the transaction is still usable
+    assert Alert.objects.count() == 1
+    assert CrowdLog.objects.count() == 1
+
+
+def test_a_settings_change_does_not_overwrite_a_newer_reading(gate: Location) -> None:
+    """The API loads the location, validates, then saves: a reading stored in between must survive the save."""
+    record_reading(gate, 20, source=CrowdLog.Source.CAMERA, at=timezone.now() - timedelta(seconds=10))
+    loaded_by_the_api = fresh(gate)
+    record_reading(gate, 150, source=CrowdLog.Source.CAMERA)  # arrives while the PATCH is being handled
+    newest = fresh(gate)
+
+    serializer = LocationSerializer(instance=loaded_by_the_api, data={"capacity_limit": 300}, partial=True)
+    assert serializer.is_valid(), serializer.errors
+    serializer.save()
+
+    state = fresh(gate)
+    assert state.capacity_limit == 300
+    assert (state.current_count, state.last_reading_at) == (150, newest.last_reading_at)
