@@ -96,7 +96,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # No read timeout, as before redis-py 8 (django/channels_redis#422): consumers wait for
+                # messages with a 5 s blocking BZPOPMIN, which redis-py 8's default 5 s socket timeout
+                # cut short, crashing every consumer idle for 5 s; any timeout also sends commands through
+                # asyncio.wait_for, which on Python 3.11 can swallow a disconnecting consumer's cancellation.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 # channels-redis silently drops messages for a channel over capacity; dashboards
                 # that stall briefly must not lose crowd updates.
                 "capacity": config("CHANNEL_CAPACITY", default=1000, cast=int),

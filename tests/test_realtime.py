@@ -1,0 +1,421 @@
+"""The real-time contract end to end: the real ASGI app under uvicorn, real HTTP and real WebSocket clients.
+
+Runs on whatever the environment configures: SQLite and the in-memory channel layer by default,
+PostgreSQL and channels-redis with DATABASE_URL / REDIS_URL. The tests are synchronous (the ORM stays in
+the test's thread); each WebSocket scenario runs in its own event loop via `asyncio.run`, with blocking
+HTTP calls moved to a worker thread so the socket keeps being read meanwhile.
+"""
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import Permission
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from locations.models import CrowdLog, Location
+from locations.services import record_reading
+
+from .conftest import LiveAsgiServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Correctness timeouts, not benchmarks: a push normally arrives within tens of milliseconds. The contract's
+# headline delivery must take under DELIVERY_TIMEOUT; any other expected message gets RECEIVE_TIMEOUT, which
+# leaves room for a loaded CI machine.
+DELIVERY_TIMEOUT = 2.0
+RECEIVE_TIMEOUT = 5.0
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def operator(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("duty-officer", "duty@example.com", password=None)
+
+
+@pytest.fixture
+def integrator(django_user_model: Any) -> Any:
+    """A device account that may push readings and nothing else."""
+    user = django_user_model.objects.create_user("counter-device", password=None)
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="locations", codename="add_crowdlog"))
+    return user
+
+
+def ws_connect(server: LiveAsgiServer, path: str, sessionid: str | None, origin: str | None = None) -> Any:
+    return connect(
+        server.ws_url + path,
+        additional_headers=server.ws_headers(sessionid, origin),
+        proxy=None,
+        open_timeout=5,
+        close_timeout=2,
+    )
+
+
+async def receive(ws: ClientConnection, timeout: float = RECEIVE_TIMEOUT) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def receive_many(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
+    return [await receive(ws) for _ in range(n)]
+
+
+def post(server: LiveAsgiServer, path: str, token: str, body: dict[str, Any] | None = None) -> requests.Response:
+    with requests.Session() as http:
+        http.trust_env = False  # never through a proxy
+        return http.post(server.url + path, json=body or {}, headers={"Authorization": f"Token {token}"}, timeout=10)
+
+
+async def post_async(server: LiveAsgiServer, path: str, token: str, body: dict[str, Any] | None = None) -> Any:
+    """POST from a worker thread, so this event loop keeps reading the sockets meanwhile."""
+    return await asyncio.to_thread(post, server, path, token, body)
+
+
+def no_data_state(location: Location) -> dict[str, Any]:
+    return {
+        "type": "crowd_update",
+        "location_id": location.pk,
+        "current_count": None,
+        "capacity_limit": location.capacity_limit,
+        "occupancy_percentage": None,
+        "density_level": None,
+        "alert": False,
+        "timestamp": None,
+    }
+
+
+def assert_timestamp_of(message: dict[str, Any], log: CrowdLog) -> None:
+    assert isinstance(message["timestamp"], str) and ISO_UTC.match(message["timestamp"]), message["timestamp"]
+    assert datetime.fromisoformat(message["timestamp"]) == log.timestamp
+
+
+# --- the headline: one HTTP reading, one exact push -----------------------------------------------------------------
+
+
+def test_reading_posted_over_http_is_pushed_exactly_and_matches_the_response(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+) -> None:
+    gate = Location.objects.create(name="Gate A", capacity_limit=200)
+    hall = Location.objects.create(name="Hall B", capacity_limit=50)
+    Location.objects.create(name="Old Annex", capacity_limit=10, is_active=False)
+    hall_log = record_reading(hall, 10, source=CrowdLog.Source.MANUAL)
+    sessionid, token = session_cookie_for(operator), api_token_for(integrator)
+
+    async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], float, requests.Response]:
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            snapshot = await receive_many(ws, 2)
+            started = time.perf_counter()
+            response = asyncio.create_task(
+                post_async(live_asgi_server, f"/api/locations/{gate.pk}/readings/", token, {"count": 145})
+            )
+            pushed = await receive(ws, timeout=DELIVERY_TIMEOUT)
+            latency = time.perf_counter() - started
+            return snapshot, pushed, latency, await response
+
+    snapshot, pushed, latency, response = asyncio.run(scenario())
+
+    # The snapshot: every active location (by name), the one without readings as "no data".
+    assert snapshot[0] == no_data_state(gate)
+    assert snapshot[1] == {
+        "type": "crowd_update",
+        "location_id": hall.pk,
+        "current_count": 10,
+        "capacity_limit": 50,
+        "occupancy_percentage": 20.0,
+        "density_level": "LOW",
+        "alert": False,
+        "timestamp": snapshot[1]["timestamp"],
+    }
+    assert_timestamp_of(snapshot[1], hall_log)
+
+    # The push, the very next message after the snapshot: exactly the contract's payload.
+    log = CrowdLog.objects.get(location=gate)
+    assert_timestamp_of(pushed, log)
+    assert pushed == {
+        "type": "crowd_update",
+        "location_id": gate.pk,
+        "current_count": 145,
+        "capacity_limit": 200,
+        "occupancy_percentage": 72.5,
+        "density_level": "HIGH",
+        "alert": False,
+        "timestamp": pushed["timestamp"],
+    }
+    assert response.status_code == 201, response.text
+    assert response.json() == pushed
+    assert latency < DELIVERY_TIMEOUT
+    print(f"crowd_update delivered {latency * 1000:.1f} ms after the POST was sent")
+
+
+# --- alerts ---------------------------------------------------------------------------------------------------------
+
+
+def test_overcrowding_alert_and_its_resolution_are_pushed(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+) -> None:
+    plaza = Location.objects.create(name="Plaza", capacity_limit=200)
+    sessionid = session_cookie_for(operator)
+    device_token, operator_token = api_token_for(integrator), api_token_for(operator)
+
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(plaza)
+
+            response = await post_async(
+                live_asgi_server, f"/api/locations/{plaza.pk}/readings/", device_token, {"count": 170}
+            )
+            assert response.status_code == 201, response.text
+            seen["raised"] = {m["type"]: m for m in await receive_many(ws, 2)}
+            seen["reading_response"] = response.json()
+
+            # A client connecting now gets the open alert in its snapshot.
+            async with ws_connect(live_asgi_server, f"/ws/crowd/{plaza.pk}/", sessionid) as late:
+                seen["late_snapshot"] = await receive_many(late, 2)
+
+            alert_id = seen["raised"]["alert_update"]["id"]
+            response = await post_async(live_asgi_server, f"/api/alerts/{alert_id}/resolve/", operator_token)
+            assert response.status_code == 200, response.text
+            seen["resolved"] = {m["type"]: m for m in await receive_many(ws, 2)}
+            seen["resolve_response"] = response.json()
+        return seen
+
+    seen = asyncio.run(scenario())
+
+    raised = seen["raised"]
+    assert set(raised) == {"alert_update", "crowd_update"}
+    alert = raised["alert_update"]
+    assert alert["location_id"] == plaza.pk
+    assert (alert["status"], alert["kind"], alert["severity"]) == ("ACTIVE", "OVERCROWDING", "WARNING")
+    assert alert["count"] == 170 and alert["occupancy_percentage"] == 85.0
+    assert alert["resolved_by"] is None
+    state = raised["crowd_update"]
+    assert state == seen["reading_response"]
+    assert (state["current_count"], state["occupancy_percentage"], state["density_level"]) == (170, 85.0, "HIGH")
+    assert state["alert"] is True
+    assert seen["late_snapshot"] == [state, alert]
+
+    resolved = seen["resolved"]
+    assert set(resolved) == {"alert_update", "crowd_update"}
+    assert resolved["alert_update"]["id"] == alert["id"]
+    assert resolved["alert_update"]["status"] == "RESOLVED"
+    assert resolved["alert_update"]["resolved_by"] == operator.username
+    assert resolved["alert_update"] == {"type": "alert_update", **seen["resolve_response"]}
+    assert resolved["crowd_update"] == {**state, "alert": False}
+
+
+# --- scope of the per-location route --------------------------------------------------------------------------------
+
+
+def test_location_route_receives_only_its_own_location(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+) -> None:
+    north = Location.objects.create(name="North Gate", capacity_limit=100)
+    south = Location.objects.create(name="South Gate", capacity_limit=100)
+    sessionid, token = session_cookie_for(operator), api_token_for(integrator)
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with (
+            ws_connect(live_asgi_server, f"/ws/crowd/{north.pk}/", sessionid) as north_ws,
+            ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as all_ws,
+        ):
+            north_messages = [await receive(north_ws)]
+            all_messages = await receive_many(all_ws, 2)
+            for location, count in ((south, 20), (north, 40)):
+                response = await post_async(
+                    live_asgi_server, f"/api/locations/{location.pk}/readings/", token, {"count": count}
+                )
+                assert response.status_code == 201, response.text
+            north_messages.append(await receive(north_ws))
+            all_messages += await receive_many(all_ws, 2)
+        return north_messages, all_messages
+
+    north_messages, all_messages = asyncio.run(scenario())
+
+    assert north_messages[0] == no_data_state(north)  # the snapshot holds this location only
+    assert (north_messages[1]["location_id"], north_messages[1]["current_count"]) == (north.pk, 40)
+    # The other reading was published: the all-locations socket got both, in order.
+    assert [(m["location_id"], m["current_count"]) for m in all_messages] == [
+        (north.pk, None),
+        (south.pk, None),
+        (south.pk, 20),
+        (north.pk, 40),
+    ]
+
+
+# --- who may connect ------------------------------------------------------------------------------------------------
+
+
+def test_handshakes_refused_for_anonymous_foreign_origin_and_unknown_location(
+    live_asgi_server: LiveAsgiServer, operator: Any, session_cookie_for: Callable[[Any], str]
+) -> None:
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid = session_cookie_for(operator)
+    refused = [
+        ("/ws/crowd/", None, None),  # anonymous
+        (f"/ws/crowd/{gate.pk}/", None, None),  # anonymous
+        ("/ws/crowd/", "not-a-valid-session", None),  # a forged / expired cookie is anonymous too
+        ("/ws/crowd/", sessionid, "http://evil.example"),  # cross-site
+        (f"/ws/crowd/{gate.pk}/", sessionid, "http://evil.example"),
+        (f"/ws/crowd/{gate.pk + 1000}/", sessionid, None),  # no such location
+    ]
+
+    async def attempt(path: str, cookie: str | None, origin: str | None) -> Any:
+        try:
+            async with ws_connect(live_asgi_server, path, cookie, origin) as ws:
+                return await asyncio.wait_for(ws.recv(), DELIVERY_TIMEOUT)  # accepted: should not happen
+        except InvalidStatus as exc:
+            return exc.response.status_code
+        except ConnectionClosed as exc:
+            return f"closed {exc.rcvd.code if exc.rcvd else None}"
+
+    async def scenario() -> tuple[list[Any], dict[str, Any]]:
+        outcomes = [await attempt(*case) for case in refused]
+        # The same session, from the site's own origin, is let in: the refusals are about the case, not the setup.
+        async with ws_connect(live_asgi_server, f"/ws/crowd/{gate.pk}/", sessionid) as ws:
+            return outcomes, await receive(ws)
+
+    outcomes, accepted = asyncio.run(scenario())
+
+    assert outcomes == [403] * len(refused), list(zip(refused, outcomes, strict=True))
+    assert accepted == no_data_state(gate)
+
+
+# --- robustness -----------------------------------------------------------------------------------------------------
+
+
+def test_malformed_frames_get_an_error_and_the_socket_stays_usable(
+    live_asgi_server: LiveAsgiServer, operator: Any, session_cookie_for: Callable[[Any], str]
+) -> None:
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid = session_cookie_for(operator)
+
+    async def scenario() -> list[dict[str, Any]]:
+        replies = []
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(gate)
+            for frame in (
+                "this is not json",
+                b"\x00\x01binary",
+                '["ping"]',
+                '{"type": "subscribe"}',
+                '{"type": "ping"}',
+            ):
+                await ws.send(frame)
+                replies.append(await receive(ws))
+        return replies
+
+    replies = asyncio.run(scenario())
+
+    *errors, pong = replies
+    for error in errors:
+        assert error["type"] == "error"
+        assert isinstance(error.get("detail"), str) and error["detail"]
+    assert pong == {"type": "pong"}
+
+
+def test_idle_socket_outlives_the_channel_layer_poll(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+) -> None:
+    """A dashboard left open with nothing happening still gets the next update.
+
+    channels-redis polls Redis with a blocking pop of `brpop_timeout` (5 s); a Redis client read timeout as
+    short as that poll once crashed every consumer that had been idle that long.
+    """
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid, token = session_cookie_for(operator), api_token_for(integrator)
+    idle_seconds = getattr(get_channel_layer(), "brpop_timeout", 0) + 1
+
+    async def scenario() -> dict[str, Any]:
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(gate)
+            await asyncio.sleep(idle_seconds)
+            response = await post_async(live_asgi_server, f"/api/locations/{gate.pk}/readings/", token, {"count": 7})
+            assert response.status_code == 201, response.text
+            return await receive(ws)
+
+    pushed = asyncio.run(scenario())
+
+    assert (pushed["type"], pushed["location_id"], pushed["current_count"]) == ("crowd_update", gate.pk, 7)
+
+
+def test_server_restart_sockets_close_and_reconnect_to_fresh_state(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+) -> None:
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid, token = session_cookie_for(operator), api_token_for(integrator)
+    server = live_asgi_server
+
+    async def connected_through_shutdown() -> Any:
+        async with ws_connect(server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(gate)
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except ConnectionClosed as exc:
+                closed = exc.rcvd.code if exc.rcvd else None
+            else:
+                closed = "still open"
+            await stopping
+            return closed
+
+    assert asyncio.run(connected_through_shutdown()) == 1012  # "service restart": clients should reconnect
+    with pytest.raises(requests.ConnectionError):
+        post(server, f"/api/locations/{gate.pk}/readings/", token, {"count": 1})
+
+    # Counted while the server is down (the detection worker keeps writing through the write path).
+    log = record_reading(gate, 42, source=CrowdLog.Source.MANUAL)
+    server.start()
+
+    async def reconnected() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with ws_connect(server, "/ws/crowd/", sessionid) as ws:
+            snapshot = await receive(ws)
+            response = await post_async(server, f"/api/locations/{gate.pk}/readings/", token, {"count": 43})
+            assert response.status_code == 201, response.text
+            return snapshot, await receive(ws)
+
+    snapshot, live = asyncio.run(reconnected())
+
+    assert_timestamp_of(snapshot, log)
+    assert snapshot == {
+        "type": "crowd_update",
+        "location_id": gate.pk,
+        "current_count": 42,
+        "capacity_limit": 100,
+        "occupancy_percentage": 42.0,
+        "density_level": "MEDIUM",
+        "alert": False,
+        "timestamp": snapshot["timestamp"],
+    }
+    # Live pushes work again after the restart.
+    assert (live["location_id"], live["current_count"]) == (gate.pk, 43)
