@@ -17,8 +17,13 @@ from django.test import Client, override_settings
 
 
 @pytest.fixture(scope="session", autouse=True)
-def collected_static(django_db_blocker: object) -> None:
-    """Pages are rendered with the production (manifest) static storage, as deployed."""
+def collected_static(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Pages are rendered with the production (manifest) static storage, as deployed.
+
+    Collected into a directory of this test session's own, so parallel runs in one checkout don't
+    rewrite files another run's WhiteNoise is serving.
+    """
+    settings.STATIC_ROOT = tmp_path_factory.mktemp("staticfiles")
     call_command("collectstatic", "--noinput", verbosity=0)
 
 
