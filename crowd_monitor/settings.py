@@ -220,3 +220,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
+
+# --- Dashboard ------------------------------------------------------------------------------------
+# Map tiles are optional: markers and popups work without them (closed networks). A tile server the
+# operators' browsers can reach, e.g. https://tile.example.org/{z}/{x}/{y}.png, and its attribution.
+DASHBOARD_MAP_TILE_URL = config("DASHBOARD_MAP_TILE_URL", default="")
+DASHBOARD_MAP_TILE_ATTRIBUTION = config("DASHBOARD_MAP_TILE_ATTRIBUTION", default="")

@@ -5,4 +5,6 @@ from . import views
 app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("locations/<int:pk>/", views.location_detail, name="location"),
+    path("alerts/", views.alert_log, name="alerts"),
 ]
