@@ -2,7 +2,14 @@ from collections.abc import Callable
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import serializers as drf_serializers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -14,15 +21,22 @@ from . import services
 from .models import Alert
 from .serializers import AlertActionSerializer, AlertFilterSerializer, AlertSerializer
 
+ERROR_RESPONSE = OpenApiResponse(
+    inline_serializer("AlertConflict", {"detail": drf_serializers.CharField()}),
+    description="The alert is not in a state that allows this change (e.g. already resolved).",
+)
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("status", enum=Alert.Status.values),
-        OpenApiParameter("kind", enum=[value for value, _ in Alert._meta.get_field("kind").choices]),
-        OpenApiParameter("location", type=int),
-        OpenApiParameter("since", type=OpenApiTypes.DATETIME, description="triggered at or after (ISO-8601)"),
-        OpenApiParameter("until", type=OpenApiTypes.DATETIME, description="triggered at or before (ISO-8601)"),
-    ]
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=Alert.Status.values),
+            OpenApiParameter("kind", enum=[value for value, _ in Alert._meta.get_field("kind").choices]),
+            OpenApiParameter("location", type=int),
+            OpenApiParameter("since", type=OpenApiTypes.DATETIME, description="triggered at or after (ISO-8601)"),
+            OpenApiParameter("until", type=OpenApiTypes.DATETIME, description="triggered at or before (ISO-8601)"),
+        ]
+    )
 )
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     """Alerts, newest first. Operators and admins acknowledge and resolve them."""
@@ -53,14 +67,14 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     def get_permissions(self) -> list:
         if self.action in ("acknowledge", "resolve"):
             return [require_perm("alerts.change_alert")()]
-        return super().get_permissions()
+        return [require_perm("alerts.view_alert")()]
 
-    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: dict})
+    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: ERROR_RESPONSE})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str | None = None) -> Response:
         return self._change(request, services.acknowledge)
 
-    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: dict})
+    @extend_schema(request=AlertActionSerializer, responses={200: AlertSerializer, 409: ERROR_RESPONSE})
     @action(detail=True, methods=["post"])
     def resolve(self, request: Request, pk: str | None = None) -> Response:
         return self._change(request, services.resolve)

@@ -11,8 +11,8 @@ class AlertSerializer(serializers.ModelSerializer):
     location_id = serializers.IntegerField(read_only=True)
     location_name = serializers.CharField(source="location.name", read_only=True)
     camera_id = serializers.IntegerField(read_only=True, allow_null=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Alert

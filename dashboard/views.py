@@ -7,11 +7,12 @@ kept current by the scripts in static/js over the `/ws/crowd/` WebSocket.
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from accounts.roles import DASHBOARD
 from alerts.engine import AlertKind
 from alerts.models import Alert
 from alerts.serializers import AlertSerializer
@@ -42,14 +43,15 @@ def _page_config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
         "open_alerts": _open_alerts(),
         # Map tiles cannot load on a closed network, so none by default; markers work without them.
         "map_tiles": {
-            "url": settings.DASHBOARD_MAP_TILE_URL,
-            "attribution": settings.DASHBOARD_MAP_TILE_ATTRIBUTION,
+            "url": getattr(settings, "DASHBOARD_MAP_TILE_URL", ""),
+            "attribution": getattr(settings, "DASHBOARD_MAP_TILE_ATTRIBUTION", ""),
         },
         **extra,
     }
 
 
 @login_required
+@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
 def overview(request: HttpRequest) -> HttpResponse:
     locations = LocationSerializer(
         with_alert_flag(Location.objects.filter(is_active=True)).order_by("name"), many=True
@@ -66,6 +68,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
 def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
     location = get_object_or_404(with_alert_flag(Location.objects.all()), pk=pk)
     data = LocationSerializer(location).data
@@ -74,6 +77,7 @@ def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
 def alert_log(request: HttpRequest) -> HttpResponse:
     locations = list(Location.objects.order_by("name").values("id", "name"))
     config = _page_config(request, page="alerts", locations=locations)

@@ -5,11 +5,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken, hash_key
 from alerts.models import Alert, Notification
 from locations.models import CrowdLog, DensitySnapshot, Location
 from locations.services import record_reading
@@ -32,16 +32,15 @@ CROWD_UPDATE_KEYS = {
 def client_for(user: User | None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _token, key = ApiToken.issue(user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 
-def user_with(username: str, *perms: str) -> User:
+def user_in(username: str, role: str) -> User:
+    """A user with one of the roles (groups created by accounts' migration, see accounts/roles.py)."""
     user = User.objects.create_user(username)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    user.groups.add(Group.objects.get(name=role))
     return user
 
 
@@ -57,23 +56,19 @@ def admin() -> APIClient:
 
 @pytest.fixture
 def viewer() -> APIClient:
-    """Signed in, no permissions at all."""
-    return client_for(User.objects.create_user("viewer"))
+    """The viewer role: reads everything, changes nothing."""
+    return client_for(user_in("viewer", "viewer"))
 
 
 @pytest.fixture
 def integrator() -> APIClient:
-    return client_for(user_with("integrator", "locations.add_crowdlog"))
+    return client_for(user_in("integrator", "integrator"))
 
 
 @pytest.fixture
 def operator() -> APIClient:
     """An operator gets the right through a group, as roles are set up in admin."""
-    group = Group.objects.create(name="Operators")
-    group.permissions.add(Permission.objects.get(content_type__app_label="alerts", codename="change_alert"))
-    user = User.objects.create_user("operator")
-    user.groups.add(group)
-    return client_for(user)
+    return client_for(user_in("operator", "operator"))
 
 
 def readings_url(location: Location | int) -> str:
@@ -90,7 +85,7 @@ def overcrowded(location: Location) -> Alert:
 
 def test_token_auth(settings: Any, gate: Location) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, only for this test
-    User.objects.create_user("ingrid", password="s3cret-pass")
+    User.objects.create_user("ingrid", password="s3cret-pass").groups.add(Group.objects.get(name="integrator"))
     anonymous = APIClient()
 
     assert (
@@ -100,7 +95,7 @@ def test_token_auth(settings: Any, gate: Location) -> None:
     response = anonymous.post("/api/auth/token/", {"username": "ingrid", "password": "s3cret-pass"}, format="json")
     assert response.status_code == 200, response.content
     token = response.json()["token"]
-    assert token == Token.objects.get(user__username="ingrid").key
+    assert ApiToken.objects.get(user__username="ingrid").key_hash == hash_key(token)  # stored hashed only
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -380,7 +375,7 @@ def test_anonymous_gets_nothing(gate: Location, method: str, path: str) -> None:
     assert database_state(gate) == before
 
 
-def test_plain_user_reads_but_changes_nothing(viewer: APIClient, gate: Location) -> None:
+def test_viewer_reads_but_changes_nothing(viewer: APIClient, gate: Location) -> None:
     alert = overcrowded(gate)
     for path in ("/api/locations/", f"/api/locations/{gate.pk}/", readings_url(gate), "/api/alerts/"):
         assert viewer.get(path).status_code == 200, path

@@ -1,0 +1,63 @@
+"""Serializers that only describe responses in the OpenAPI schema (the views build these payloads themselves)."""
+
+from rest_framework import serializers
+
+from .density import DensityLevel
+
+LEVELS = [level.value for level in DensityLevel]
+
+
+class CrowdUpdateSerializer(serializers.Serializer):
+    """The design's crowd_update payload, as pushed over WebSockets."""
+
+    type = serializers.ChoiceField(choices=["crowd_update"])
+    location_id = serializers.IntegerField()
+    current_count = serializers.IntegerField(allow_null=True)
+    capacity_limit = serializers.IntegerField()
+    occupancy_percentage = serializers.FloatField(allow_null=True)
+    density_level = serializers.ChoiceField(choices=LEVELS, allow_null=True, help_text="null without fresh data")
+    alert = serializers.BooleanField(help_text="true while the location has an unresolved alert")
+    timestamp = serializers.DateTimeField(allow_null=True)
+
+
+class HistoryPointSerializer(serializers.Serializer):
+    t = serializers.DateTimeField(help_text="start of the bucket")
+    readings = serializers.IntegerField()
+    min_count = serializers.IntegerField()
+    avg_count = serializers.FloatField()
+    max_count = serializers.IntegerField()
+    avg_occupancy = serializers.FloatField()
+    max_occupancy = serializers.FloatField()
+
+
+class HistorySerializer(serializers.Serializer):
+    location_id = serializers.IntegerField()
+    range = serializers.CharField()
+    bucket_seconds = serializers.IntegerField()
+    points = HistoryPointSerializer(many=True)
+
+
+class LatestFrameSerializer(serializers.Serializer):
+    camera_id = serializers.IntegerField()
+    captured_at = serializers.DateTimeField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    count = serializers.IntegerField()
+    boxes = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="person boxes [x1, y1, x2, y2, confidence] in frame pixels",
+    )
+    image_url = serializers.CharField()
+
+
+class HeatmapSerializer(serializers.Serializer):
+    camera_id = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    cols = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    readings = serializers.IntegerField()
+    people = serializers.IntegerField()
+    cells = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="rows x cols foot-point counts"
+    )
