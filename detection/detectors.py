@@ -1,4 +1,5 @@
-"""People counters: ultralytics YOLO (the product's counter) and OpenCV's HOG (a weak, weights-free fallback).
+"""People counters: the counting engine (detection/counting: modes auto, detect, density -- the product's
+counter), plain single-pass ultralytics YOLO (`yolo`) and OpenCV's HOG (a weak, weights-free fallback).
 
 A counter that cannot load its model raises ModelUnavailable with what to do about it: the
 product never records a made-up zero because it could not see.
@@ -15,7 +16,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-MODES = ("yolo", "hog")
+# auto / detect / density: the counting engine (detection/counting); yolo: plain single-pass YOLO; hog: the weak,
+# weights-free fallback.
+MODES = ("auto", "detect", "density", "yolo", "hog")
 
 
 class ModelUnavailable(RuntimeError):
@@ -30,14 +33,39 @@ class CountResult:
     width: int = 0
     height: int = 0
     inference_ms: float = 0.0
+    # How far the count can be trusted (detection/counting): a plausible interval for the true count, how it was
+    # obtained, and flags for scenes beyond reliable detection. Plain counters leave the defaults.
+    low: float | None = None
+    high: float | None = None  # None: no upper bound can be given (a detector that cannot see the crowd)
+    mode_used: str = ""  # what produced the count: detect | density | blend (engine modes)
+    requested_mode: str = ""  # the mode asked for: auto | detect | density | yolo | hog
+    dense: bool = False  # many small people: the count comes (mostly) from a density model
+    saturated: bool = False  # the counter in use cannot resolve this crowd: the count is a lower bound
+    estimates: dict[str, float] = field(default_factory=dict)  # each method's raw count, e.g. detect / density
+    notes: tuple[str, ...] = ()
+
+    @property
+    def trusted(self) -> bool:
+        return not self.saturated
 
     def details(self) -> dict[str, Any]:
         """What a stored reading keeps of the detection (boxes rounded to keep rows small)."""
-        return {
+        details: dict[str, Any] = {
             "frame_size": [self.width, self.height],
             "boxes": [[round(v) for v in box[:4]] + [round(box[4], 2)] for box in self.boxes],
             "inference_ms": round(self.inference_ms, 1),
         }
+        if self.mode_used:
+            details["quality"] = {
+                "mode_used": self.mode_used,
+                "low": None if self.low is None else round(self.low, 1),
+                "high": None if self.high is None else round(self.high, 1),
+                "dense": self.dense,
+                "saturated": self.saturated,
+                "estimates": {k: round(v, 1) for k, v in self.estimates.items()},
+                "notes": list(self.notes),
+            }
+        return details
 
 
 class Counter(Protocol):
@@ -46,9 +74,10 @@ class Counter(Protocol):
     def count(self, image: np.ndarray) -> CountResult: ...
 
 
-def _result(boxes: list[list[float]], image: np.ndarray, started: float) -> CountResult:
+def _result(boxes: list[list[float]], image: np.ndarray, started: float, mode: str) -> CountResult:
     height, width = image.shape[:2]
-    return CountResult(len(boxes), boxes, width, height, (time.perf_counter() - started) * 1000)
+    elapsed = (time.perf_counter() - started) * 1000
+    return CountResult(len(boxes), boxes, width, height, elapsed, requested_mode=mode)
 
 
 class YoloCounter:
@@ -77,7 +106,7 @@ class YoloCounter:
         xyxy = result.boxes.xyxy.tolist()
         confs = result.boxes.conf.tolist()
         boxes = [[*box, conf] for box, conf in zip(xyxy, confs, strict=True)]
-        return _result(boxes, image, started)
+        return _result(boxes, image, started, "yolo")
 
 
 def _load_yolo(model: str, device: str) -> Any:
@@ -134,12 +163,37 @@ class HogCounter:
             for i in np.array(keep).flatten()
             for x, y, w, h in [rects[i]]
         ]
-        return _result(boxes, image, started)
+        return _result(boxes, image, started, "hog")
 
 
-def load_counter(mode: str, model: str, conf: float, device: str) -> Counter:
+def load_counter(
+    mode: str,
+    model: str,
+    conf: float,
+    device: str,
+    density_model: str | None = None,
+    density_arch: str | None = None,
+    density_backend: str | None = None,
+    density_max_side: int | None = None,
+) -> Counter:
+    """A counter for `mode`; the density settings default to DENSITY_MODEL / _ARCH / _BACKEND / _MAX_SIDE."""
     if mode == "yolo":
         return YoloCounter(model, conf=conf, device=device)
     if mode == "hog":
         return HogCounter()
+    if mode in ("auto", "detect", "density"):
+        from django.conf import settings
+
+        from .counting.engine import CountingEngine
+
+        return CountingEngine(
+            model,
+            conf=conf,
+            device=device,
+            mode=mode,
+            density_model=settings.DENSITY_MODEL if density_model is None else density_model,
+            density_arch=settings.DENSITY_MODEL_ARCH if density_arch is None else density_arch,
+            density_backend=settings.DENSITY_BACKEND if density_backend is None else density_backend,
+            density_max_side=settings.DENSITY_MAX_SIDE if density_max_side is None else density_max_side,
+        )
     raise ModelUnavailable(f"Unknown detection mode {mode!r}; choose one of {', '.join(MODES)}.")

@@ -15,14 +15,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", metavar="PATH")
         parser.add_argument("--json", action="store_true", help='one {"image", "count", "boxes"} object per line')
-        parser.add_argument("--mode", choices=MODES, default="yolo")
+        parser.add_argument(
+            "--mode",
+            choices=MODES,
+            default=settings.DETECTION_MODE,
+            help="auto (default), detect (sliced YOLO), density (needs DENSITY_MODEL), yolo (single pass) or hog",
+        )
+        parser.add_argument("--density-model", default=settings.DENSITY_MODEL, help="density weights (.npz)")
         parser.add_argument("--conf", type=float, default=settings.DETECTION_CONFIDENCE)
         parser.add_argument("--model", default=settings.DETECTION_MODEL)
         parser.add_argument("--device", default=settings.DETECTION_DEVICE)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            counter = load_counter(options["mode"], options["model"], options["conf"], options["device"])
+            counter = load_counter(
+                options["mode"],
+                options["model"],
+                options["conf"],
+                options["device"],
+                density_model=options["density_model"],
+            )
         except ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         failed = []
@@ -35,8 +47,16 @@ class Command(BaseCommand):
             result = counter.count(image)
             if options["json"]:
                 boxes = [[round(v, 1) for v in box[:4]] + [round(box[4], 3)] for box in result.boxes]
-                self.stdout.write(json.dumps({"image": path, "count": result.count, "boxes": boxes}))
+                payload = {"image": path, "count": result.count, "boxes": boxes}
+                if "quality" in (details := result.details()):
+                    payload["quality"] = details["quality"]
+                self.stdout.write(json.dumps(payload))
             else:
-                self.stdout.write(f"{path}: {result.count} people ({result.inference_ms:.0f} ms)")
+                quality = ""
+                if result.mode_used:
+                    high = "?" if result.high is None else f"{result.high:.0f}"
+                    flags = "".join(f", {f}" for f in ("dense", "saturated") if getattr(result, f))
+                    quality = f", {result.mode_used}, {result.low:.0f}-{high}{flags}"
+                self.stdout.write(f"{path}: {result.count} people ({result.inference_ms:.0f} ms{quality})")
         if failed:
             raise CommandError(f"{len(failed)} of {len(options['paths'])} image(s) could not be read.")

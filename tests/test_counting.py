@@ -1,0 +1,307 @@
+"""The counting engine (detection/counting) on real crowd images with human counts (../shared/data).
+
+Models come from settings (DETECTION_MODEL, DENSITY_MODEL) or, when those are unset, from ../shared/models; they
+are loaded once per session. Tests that need images or weights that are not beside the repo are skipped.
+"""
+
+import csv
+import threading
+from io import StringIO
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from detection.counting import calibration as calib
+from detection.counting.density import DensityModel, load_density_model
+from detection.counting.engine import CameraState, CountingEngine, Scene, count_for_camera, decide, hold_untrusted
+from detection.counting.slicing import FirstPass, SliceConfig, choose_grid, crowded_view, merge, sliced_detect
+from detection.counting.zones import boxes_inside, map_mask, parse_zone
+from detection.detectors import CountResult, ModelUnavailable, load_counter
+from detection.worker import DetectionWorker, Feed
+from locations.models import Camera, CrowdLog, Location
+
+SHARED = Path(settings.BASE_DIR).parent / "shared"
+DATA = SHARED / "data"
+YOLO_MODEL = Path(settings.DETECTION_MODEL)
+if not YOLO_MODEL.exists():
+    YOLO_MODEL = SHARED / "models" / "yolov8n_int8_openvino_model"
+SANET = Path(settings.DENSITY_MODEL or SHARED / "models" / "sanet_shb" / "sanet_shb_keras_layout.npz")
+MCNN = SHARED / "models" / "mcnn_shtech" / "mcnn_shtechB.npz"
+
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real crowd images) is not beside the repo")
+needs_yolo = pytest.mark.skipif(not YOLO_MODEL.exists(), reason="no local YOLO model (DETECTION_MODEL/../shared)")
+needs_sanet = pytest.mark.skipif(not SANET.is_file(), reason="no SANet weights (DENSITY_MODEL / ../shared/models)")
+needs_mcnn = pytest.mark.skipif(not MCNN.is_file(), reason="no MCNN weights in ../shared/models/mcnn_shtech")
+
+
+def manifest(dataset: str) -> list[tuple[Path, int]]:
+    with (DATA / dataset / "manifest.csv").open() as f:
+        return [(DATA / dataset / r["image"], int(r["count"])) for r in csv.DictReader(f)]
+
+
+def image(dataset: str, index: int) -> tuple[np.ndarray, int]:
+    path, count = manifest(dataset)[index]
+    return cv2.imread(str(path), cv2.IMREAD_COLOR), count
+
+
+@pytest.fixture(scope="session")
+def sanet() -> DensityModel:
+    return load_density_model(str(SANET)).models[0]  # the same cached model the commands load
+
+
+@pytest.fixture(scope="session")
+def engine(sanet: DensityModel) -> CountingEngine:
+    return CountingEngine(str(YOLO_MODEL), density=sanet)
+
+
+# --- pure rules ------------------------------------------------------------------------------------------------
+
+
+def test_untrusted_reading_never_lowers_the_count() -> None:
+    assert hold_untrusted(40, saturated=True, previous=90) == 90
+    assert hold_untrusted(120, saturated=True, previous=90) == 120  # it may raise it
+    assert hold_untrusted(40, saturated=False, previous=90) == 40  # a trusted reading may lower it
+    assert hold_untrusted(40, saturated=True, previous=None) == 40
+
+
+def test_decision_uses_what_the_frame_shows() -> None:
+    sparse = decide(Scene(full_count=5, crowded_view=False, detect_count=5, grid=1, density_count=4.2))
+    assert (sparse.mode_used, sparse.estimate, sparse.dense, sparse.saturated) == ("detect", 5, False, False)
+    assert sparse.low <= 5 <= sparse.high
+    crowd = decide(Scene(full_count=3, crowded_view=True, detect_count=40, grid=3, density_count=300))
+    assert crowd.mode_used == "density" and crowd.dense and crowd.estimate == 300
+    assert crowd.low <= 300 <= crowd.high
+    far_crowd = decide(Scene(full_count=1, crowded_view=False, detect_count=1, grid=1, density_count=250))
+    assert far_crowd.mode_used == "density"  # the detector saw one person; the density model sees a crowd
+    occluded = decide(Scene(full_count=18, crowded_view=True, detect_count=30, grid=3, density_count=9))
+    assert occluded.mode_used == "detect" and occluded.estimate == 30  # density under-sees: detection
+    blind = decide(Scene(full_count=20, crowded_view=True, detect_count=60, grid=3, density_count=None))
+    seen = decide(Scene(full_count=20, crowded_view=True, detect_count=30, grid=3, density_count=None))
+    assert seen.mode_used == "detect" and not seen.saturated  # slicing did not double it: detection copes
+    assert blind.saturated and blind.high is None and blind.low <= 60  # no density model: a lower bound
+    nobody = decide(Scene(full_count=0, crowded_view=False, detect_count=0, grid=2, density_count=None))
+    assert nobody.estimate == 0 and not nobody.saturated
+
+
+def test_slicing_follows_what_the_first_pass_shows() -> None:
+    config = SliceConfig()
+    empty = np.zeros((0, 5), np.float32)
+
+    def first(count: int, cover: float, person_at_model: float) -> FirstPass:
+        return FirstPass(empty, empty, count, cover, person_at_model, person_at_model)
+
+    assert not crowded_view(first(6, 0.03, 70), config)  # a few people, far apart: one pass
+    assert crowded_view(first(18, 0.2, 80), config)  # people fill the view: occlusion, look closer
+    assert crowded_view(first(3, 0.01, 20), config)  # people tiny at the model input
+    assert not crowded_view(first(4, 0.4, 300), config)  # four people close to the camera
+    assert choose_grid(640, 480, config) == 3 and choose_grid(480, 360, config) == 2
+    assert choose_grid(4000, 3000, config) == config.max_grid
+
+
+def test_merge_removes_cross_tile_duplicates_but_keeps_neighbours() -> None:
+    boxes = np.array(
+        [
+            [10, 10, 30, 70, 0.9],
+            [11, 12, 30, 68, 0.8],  # the same person seen from the next tile
+            [12, 30, 30, 70, 0.7],  # its lower part cut by a tile edge
+            [40, 10, 60, 70, 0.9],  # a neighbour
+        ],
+        dtype=np.float32,
+    )
+    assert len(merge(boxes)) == 2
+
+
+def test_zone_keeps_people_whose_feet_are_inside() -> None:
+    boxes = np.array([[10, 10, 30, 90, 0.9], [70, 10, 90, 90, 0.9], [45, 0, 55, 40, 0.9]], dtype=np.float32)
+    left = parse_zone([[0, 0], [0.5, 0], [0.5, 1], [0, 1]])
+    assert boxes_inside(boxes, left, 100, 100).tolist() == [True, False, True]
+    assert boxes_inside(boxes, None, 100, 100).all()
+    mask = map_mask(left, (10, 20))
+    assert mask[:, :10].all() and not mask[:, 10:].any()
+    with pytest.raises(ValueError, match="0-1"):
+        parse_zone([[0, 0], [640, 0], [640, 480]])
+
+
+def test_calibration_fits_a_monotone_map_and_cross_validates() -> None:
+    raw = np.array([10, 12, 15, 18, 20, 22, 25, 28, 30, 33], dtype=float)
+    truth = 1.4 * raw + 2 + np.array([1, -1, 0, 1, -1, 0, 1, -1, 0, 1])
+    model = calib.choose(raw, truth, mode="auto")
+    assert model.kind in ("scale", "linear", "isotonic")
+    assert model.report["cv_mae_after"] < model.report["cv_mae_before"] / 3
+    assert model.apply(60) > model.apply(30)  # beyond the fitted range it still grows
+    assert calib.Calibration.from_json(model.to_json()).apply(20) == pytest.approx(model.apply(20), abs=1e-3)
+
+
+# --- density models on real images -------------------------------------------------------------------------------
+
+
+@needs_data
+@needs_sanet
+def test_sanet_count_is_sane_on_a_known_image(sanet: DensityModel) -> None:
+    """Guards against the silent 7-9x inflation of a wrong channel order, normalisation or kernel layout."""
+    frame, truth = image("shanghaitech_b", 2)
+    count = sanet.predict(frame).count
+    assert 0.6 * truth <= count <= 1.5 * truth, (count, truth)
+
+
+@needs_data
+@needs_mcnn
+def test_mcnn_count_is_sane_and_backends_agree() -> None:
+    frame, truth = image("shanghaitech_b", 0)
+    frame = cv2.resize(frame, (512, 384))
+    ov = DensityModel(MCNN, backend="openvino").predict(frame).count
+    pt = DensityModel(MCNN, backend="torch").predict(frame).count
+    assert ov == pytest.approx(pt, rel=0.02)
+    assert 0.4 * truth <= pt <= 2.5 * truth, (pt, truth)
+
+
+def test_missing_density_model_is_a_clear_error_not_a_zero() -> None:
+    with pytest.raises(ModelUnavailable, match="DENSITY_MODEL"):
+        DensityModel("/nowhere/sanet.npz")
+    with pytest.raises(CommandError, match="DENSITY_MODEL"):
+        call_command("detect_image", str(DATA / "x.jpg"), "--mode", "density", "--density-model", "")
+
+
+@needs_yolo
+def test_density_mode_without_a_model_refuses_to_load() -> None:
+    with pytest.raises(ModelUnavailable, match="DENSITY_MODEL"):
+        load_counter("density", str(YOLO_MODEL), 0.25, "cpu", density_model="")
+
+
+# --- the engine on real images -------------------------------------------------------------------------------------
+
+
+@needs_data
+@needs_yolo
+@needs_sanet
+def test_auto_counts_a_dense_crowd_with_the_density_model(engine: CountingEngine) -> None:
+    frame, truth = image("shanghaitech_a", 1)
+    result = engine.count(frame)
+    assert result.mode_used in ("density", "blend") and result.dense and not result.saturated
+    assert "density" in result.estimates
+    assert abs(result.count - truth) < 0.5 * truth
+    quality = result.details()["quality"]
+    assert quality["low"] <= result.count <= quality["high"] and quality["dense"] is True
+
+
+@needs_data
+@needs_yolo
+@needs_sanet
+def test_auto_counts_a_sparse_scene_by_detection_alone(engine: CountingEngine) -> None:
+    frame, truth = image("pets09_s2l1", 5)
+    result = engine.count(frame)
+    assert result.mode_used == "detect" and not result.dense and not result.saturated
+    assert "sliced" not in " ".join(result.notes)  # one full-frame pass: people are large and few
+    assert abs(result.count - truth) <= 1 and len(result.boxes) == result.count
+
+
+@needs_data
+@needs_yolo
+def test_slicing_finds_more_people_only_where_they_are_small(engine: CountingEngine) -> None:
+    dense, dense_truth = image("shanghaitech_b", 1)
+    one_pass = sliced_detect(engine.detector, dense, engine.slicing, grid=1)
+    sliced = sliced_detect(engine.detector, dense, engine.slicing)
+    assert sliced.grid > 1 and sliced.count > one_pass.count * 1.3
+    assert sliced.count <= dense_truth * 1.1
+    sparse, _ = image("pets09_s2l1", 10)
+    one_pass = sliced_detect(engine.detector, sparse, engine.slicing, grid=1)
+    sliced = sliced_detect(engine.detector, sparse, engine.slicing)
+    assert sliced.count <= one_pass.count
+
+
+@needs_data
+@needs_yolo
+def test_zone_excludes_people_outside(engine: CountingEngine) -> None:
+    frame, _ = image("pets09_s2l1", 5)
+    everyone = engine.count(frame, mode="detect")
+    left = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
+    right = [[0.5, 0], [1, 0], [1, 1], [0.5, 1]]
+    in_left = engine.count(frame, mode="detect", zone=left)
+    in_right = engine.count(frame, mode="detect", zone=right)
+    assert everyone.count > 0 and in_left.count + in_right.count == everyone.count
+    assert min(in_left.count, in_right.count) < everyone.count
+    width = frame.shape[1]
+    assert all((x1 + x2) / 2 <= width / 2 for x1, _, x2, *_ in in_left.boxes)
+
+
+@needs_data
+@needs_yolo
+@needs_sanet
+@pytest.mark.django_db
+def test_calibration_lowers_the_error_on_held_back_frames(tmp_path: Path) -> None:
+    """The density model, trained on street scenes, under-counts this indoor camera: calibration corrects it."""
+    rows = manifest("mall")[::12][:8]
+    counts = tmp_path / "counts.csv"
+    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    location = Location.objects.create(name="Mall", capacity_limit=100)
+    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    out = StringIO()
+    call_command(
+        "calibrate_camera",
+        str(camera.pk),
+        "--counts",
+        str(counts),
+        "--modes",
+        "density",
+        "--fit",
+        "4",
+        "--model",
+        str(YOLO_MODEL),
+        "--density-model",
+        str(SANET),
+        stdout=out,
+    )
+    camera.refresh_from_db()
+    stored = camera.calibration
+    assert stored["mode"] == "density" == camera.counting_mode
+    assert stored["n_fit"] == 4 and stored["n_heldout"] == 4
+    assert stored["heldout_mae_after"] < stored["heldout_mae_before"] / 2, out.getvalue()
+
+
+@needs_data
+@needs_yolo
+@pytest.mark.django_db(transaction=True)
+def test_worker_applies_zone_calibration_and_the_untrusted_rule(engine: CountingEngine) -> None:
+    path, _ = manifest("pets09_s2l1")[5]
+    location = Location.objects.create(name="Walkway", capacity_limit=20)
+    camera = Camera.objects.create(
+        location=location,
+        name="cam",
+        source=str(path),
+        counting_mode="detect",
+        zone=[[0, 0], [0.5, 0], [0.5, 1], [0, 1]],
+        calibration={"kind": "scale", "mode": "detect", "a": 2.0},
+    )
+    frame = cv2.imread(str(path))
+    in_zone = engine.count(frame, mode="detect", zone=camera.zone).count
+    worker = DetectionWorker(engine, lambda: [Feed(location.pk, camera.source, camera.pk)], 0.01, threading.Event())
+    assert worker.run(cycles=1) == 1
+    log = CrowdLog.objects.get(camera=camera)
+    assert log.count == 2 * in_zone
+    assert log.details["quality"]["mode_used"] == "detect"
+    assert "calibrated (scale)" in log.details["quality"]["notes"]
+
+    # A saturated (untrusted) low reading holds the previous count.
+    class Blind:
+        name = "blind"
+
+        def count(self, image: np.ndarray) -> CountResult:
+            return CountResult(3, saturated=True, mode_used="detect", requested_mode="blind")
+
+    state = CameraState(previous=50)
+    assert count_for_camera(Blind(), frame, None, state, smooth=1).count == 50
+
+    # Stable counts: the median of the last readings of a camera.
+    class Steady:
+        name = "steady"
+        counts = iter([10, 30, 11, 12])
+
+        def count(self, image: np.ndarray) -> CountResult:
+            return CountResult(next(self.counts))
+
+    state = CameraState()
+    assert [count_for_camera(Steady(), frame, None, state, smooth=3).count for _ in range(4)] == [10, 20, 11, 12]
