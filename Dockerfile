@@ -42,9 +42,11 @@ COPY . .
 # container must be given its own SECRET_KEY.
 # /app itself (not its contents) belongs to the app user so the detection worker can save model weights that
 # ultralytics downloads into the working directory (DETECTION_MODEL=yolov8n.pt); the code stays root-owned.
+# /app/var/spool (DETECTION_SPOOL_DIR) is the worker's too: a volume mounted there starts with its ownership.
 RUN SECRET_KEY=build-only-not-secret DEBUG=False python manage.py collectstatic --noinput \
     && chmod 0755 docker/entrypoint.sh \
-    && chown app:app /app
+    && mkdir -p /app/var/spool \
+    && chown app:app /app /app/var /app/var/spool
 
 USER app
 ENV HOME=/home/app \

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from accounts import audit
 from crowd_monitor.realtime import publish
 from locations.density import FeedStatus
 from locations.models import Camera, CrowdLog, Location
@@ -161,11 +162,17 @@ def _transition(
     if note:
         changes["note"] = note
     with transaction.atomic():
+        before = Alert.objects.filter(pk=alert.pk).values("status", "note").first()
         updated = Alert.objects.filter(pk=alert.pk, status__in=allowed_from).update(**changes)
         if not updated:
             current = Alert.objects.filter(pk=alert.pk).values_list("status", flat=True).first()
             raise InvalidTransition(f"Alert {alert.pk} is {current or 'gone'}; cannot change it to {to}.")
         alert.refresh_from_db()
+        audit_changes = {"status": {"old": before and before["status"], "new": to}}
+        if note:
+            audit_changes["note"] = {"old": before and before["note"], "new": note}
+        action = "acknowledge" if to == Alert.Status.ACKNOWLEDGED else "resolve"
+        audit.record(action, alert, audit_changes, actor=user, system=user is None)
         logger.info("Alert %s %s by %s", alert.pk, to.lower(), getattr(user, "username", "the system"))
         _announce(alert, push_location)
     return alert

@@ -10,6 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from accounts.roles import DASHBOARD
 from alerts.models import Alert
 from alerts.services import alert_update
 from crowd_monitor.realtime import ALL_LOCATIONS_GROUP, location_group
@@ -18,6 +19,7 @@ from locations.state import crowd_update, with_alert_flag
 
 # Close codes in the 4000-4999 range are ours to define.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_UNKNOWN_LOCATION = 4404
 
 
@@ -26,6 +28,9 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await self._may_watch(user):  # integrators (API only) and users without a role
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         location_id: int | None = self.scope["url_route"]["kwargs"].get("location_id")
         if location_id is not None and not await self._location_exists(location_id):
@@ -54,11 +59,26 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self.send_json({"type": "error", "detail": 'Unsupported message; only {"type": "ping"} is accepted.'})
 
+    # Pushed updates need no database. Channels' default dispatch first runs close_old_connections in the one
+    # sync thread for every message, so 1,000 watching clients queue 10,000 thread hops a second behind each
+    # other and updates arrive seconds late (docs/PERFORMANCE.md, bench/ws_fanout.py): send them straight away.
+    PUSHED = frozenset({"crowd_update", "alert_update"})
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") in self.PUSHED:
+            await self.send_json(message)
+        else:
+            await super().dispatch(message)
+
     async def crowd_update(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
     async def alert_update(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
+
+    @database_sync_to_async
+    def _may_watch(self, user: Any) -> bool:
+        return user.is_active and user.has_perm(DASHBOARD)
 
     @database_sync_to_async
     def _location_exists(self, location_id: int) -> bool:

@@ -226,6 +226,8 @@ class _LiveSource:
     The thread owns the underlying connection: only it touches it, and it releases it when it stops.
     """
 
+    live = True  # a picture that never changes means the camera is stuck (the worker's frozen check)
+
     def __init__(self, uri: str, shown: str, timeout: float = LIVE_TIMEOUT) -> None:
         self._uri = uri
         self._shown = shown
@@ -357,19 +359,33 @@ def _open_http(uri: str) -> FrameSource:
     with response:
         body = response.content
     # Judged by decoding rather than by Content-Type: many cameras label snapshots application/octet-stream.
-    if _decode_jpeg(body) is None:
+    image = _decode_jpeg(body)
+    if image is None:
         raise SourceError(f"{redact_uri(uri)} did not return an image (Content-Type: {content_type or 'none'})")
-    return _Snapshot(uri)
+    return _Snapshot(uri, first=image)
 
 
 class _Snapshot:
-    """A camera snapshot URL: every read() fetches a fresh image."""
+    """A camera snapshot URL, fetched only when a frame is wanted: every read() fetches a fresh image.
 
-    def __init__(self, uri: str) -> None:
+    The image fetched while opening (to tell a snapshot from a stream) is the first read()'s, if it is still
+    fresh, so opening and sampling a snapshot camera costs one request, not two.
+    """
+
+    live = True
+    FIRST_FRESH_SECONDS = 1.0
+
+    def __init__(self, uri: str, first: np.ndarray | None = None) -> None:
         self._uri = uri
         self._count = 0
+        self._first = first
+        self._first_at = time.monotonic()
 
     def read(self) -> Frame:
+        first, self._first = self._first, None
+        if first is not None and time.monotonic() - self._first_at < self.FIRST_FRESH_SECONDS:
+            self._count += 1
+            return Frame(first, f"snapshot {self._count}")
         with _http_get(self._uri, stream=False) as response:
             image = _decode_jpeg(response.content)
         if image is None:

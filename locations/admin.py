@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
+from .forms import CameraForm
 from .models import Camera, CrowdLog, DensitySnapshot, Location
 from .services import refresh_location
 
 
 class CameraInline(admin.TabularInline):
     model = Camera
+    form = CameraForm  # the source's password is never shown
     extra = 0
     fields = ["name", "source", "enabled", "status", "last_seen_at"]
     readonly_fields = ["status", "last_seen_at"]
@@ -77,10 +79,11 @@ class LocationAdmin(admin.ModelAdmin):
 
 @admin.register(Camera)
 class CameraAdmin(admin.ModelAdmin):
-    list_display = ["name", "location", "enabled", "status", "last_seen_at"]
+    form = CameraForm  # the source's password is never shown
+    list_display = ["name", "location", "enabled", "status", "last_seen_at", "leased_by"]
     list_filter = ["enabled", "status", "location"]
     search_fields = ["name", "location__name"]
-    readonly_fields = ["status", "last_seen_at", "last_error", "created_at"]
+    readonly_fields = ["status", "last_seen_at", "last_error", "leased_by", "lease_expires_at", "created_at"]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -3,12 +3,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crowd_monitor.permissions import require_perm
+from accounts.throttling import ReadingsRateThrottle
+from crowd_monitor.permissions import ModelPermissions, require_perm
 
+from .api_schema import CrowdUpdateSerializer, HistorySerializer
 from .history import RANGES, history
 from .models import CrowdLog, Location
 from .serializers import CrowdLogSerializer, LocationSerializer, ReadingFilterSerializer, ReadingSerializer
@@ -29,7 +31,7 @@ class LocationViewSet(
     """
 
     serializer_class = LocationSerializer
-    permission_classes = [IsAuthenticated, DjangoModelPermissions]
+    permission_classes = [IsAuthenticated, ModelPermissions]
 
     def get_queryset(self) -> QuerySet[Location]:
         return with_alert_flag(Location.objects.all()).order_by("name")
@@ -38,8 +40,16 @@ class LocationViewSet(
         if self.action == "readings":
             if self.request.method == "POST":
                 return [require_perm("locations.add_crowdlog")()]
-            return [IsAuthenticated()]
+            return [require_perm("locations.view_crowdlog")()]
+        if self.action == "history":
+            return [require_perm("locations.view_crowdlog")()]
         return super().get_permissions()
+
+    def get_throttles(self) -> list:
+        throttles = super().get_throttles()
+        if self.action == "readings" and self.request.method == "POST":
+            throttles.append(ReadingsRateThrottle())
+        return throttles
 
     def perform_update(self, serializer: LocationSerializer) -> None:
         location = serializer.save()
@@ -56,7 +66,7 @@ class LocationViewSet(
         ],
         responses=CrowdLogSerializer(many=True),
     )
-    @extend_schema(methods=["POST"], request=ReadingSerializer, responses={201: dict})
+    @extend_schema(methods=["POST"], request=ReadingSerializer, responses={201: CrowdUpdateSerializer})
     @action(detail=True, methods=["get", "post"])
     def readings(self, request: Request, pk: str | None = None) -> Response:
         """GET: stored readings, newest first. POST: record a reading through the write path."""
@@ -75,12 +85,12 @@ class LocationViewSet(
 
     @extend_schema(
         parameters=[OpenApiParameter("range", enum=list(RANGES), default="hour")],
-        responses={200: dict},
+        responses={200: HistorySerializer},
     )
     @action(detail=True, methods=["get"])
     def history(self, request: Request, pk: str | None = None) -> Response:
         """Occupancy over the last hour, day or week, in buckets (min / avg / max)."""
-        range_name = request.query_params.get("range", "hour")
+        range_name = request.query_params.get("range") or "hour"  # empty, like absent (as for every filter)
         if range_name not in RANGES:
             raise ValidationError({"range": f"Must be one of: {', '.join(RANGES)}."})
         return Response(history(self.get_object(), range_name))

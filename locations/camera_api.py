@@ -9,13 +9,16 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from crowd_monitor.permissions import require_perm
+
+from .api_schema import HeatmapSerializer, LatestFrameSerializer
 from .heatmap import occupancy_grid
 from .models import Camera, CameraFrame, CrowdLog
 from .state import isoformat
@@ -54,9 +57,10 @@ class HeatmapQuerySerializer(serializers.Serializer):
         return attrs
 
 
-@extend_schema(parameters=[OpenApiParameter("location", type=int)])
+@extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("location", type=int)]))
 class CameraViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CameraSerializer
+    permission_classes = [require_perm("locations.view_camera")]
 
     def get_queryset(self) -> QuerySet[Camera]:
         cameras = Camera.objects.select_related("latest_frame").order_by("location__name", "name")
@@ -74,7 +78,7 @@ class CameraViewSet(viewsets.ReadOnlyModelViewSet):
         except CameraFrame.DoesNotExist:
             raise NotFound("This camera has not delivered a frame yet.") from None
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: LatestFrameSerializer})
     @action(detail=True, methods=["get"])
     def latest(self, request: Request, pk: str | None = None) -> Response:
         """The newest frame's detections; the image itself is at `image_url`."""
@@ -108,7 +112,7 @@ class CameraViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("cols", type=int),
             OpenApiParameter("rows", type=int),
         ],
-        responses={200: dict},
+        responses={200: HeatmapSerializer},
     )
     @action(detail=True, methods=["get"])
     def heatmap(self, request: Request, pk: str | None = None) -> Response:

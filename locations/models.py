@@ -80,11 +80,30 @@ class Location(models.Model):
         return timedelta(seconds=3 * self.expected_interval_seconds)
 
 
+def validate_zone(value: object) -> None:
+    """A camera zone: empty, or at least three [x, y] points with 0 <= x, y <= 1."""
+    if value in (None, [], {}):
+        return
+    message = "A zone is a list of at least three [x, y] points with coordinates between 0 and 1."
+    if not isinstance(value, list) or len(value) < 3:
+        raise ValidationError(message)
+    for point in value:
+        if not (isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point)):
+            raise ValidationError(message)
+        if not all(0 <= v <= 1 for v in point):
+            raise ValidationError(message)
+
+
 class Camera(models.Model):
     class Status(models.TextChoices):
         UNKNOWN = "UNKNOWN", "Unknown"
         ONLINE = "ONLINE", "Online"
         OFFLINE = "OFFLINE", "Offline"
+
+    class CountingMode(models.TextChoices):
+        AUTO = "auto", "Auto (detection or density, from what the frame shows)"
+        DETECT = "detect", "Detect (person boxes, sliced when people are small)"
+        DENSITY = "density", "Density (crowd-density model; needs DENSITY_MODEL)"
 
     location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="cameras")
     name = models.CharField(max_length=120)
@@ -94,9 +113,27 @@ class Camera(models.Model):
         "index. May contain credentials: it is shown only here.",
     )
     enabled = models.BooleanField(default=True)
+    counting_mode = models.CharField(max_length=10, choices=CountingMode.choices, default=CountingMode.AUTO)
+    zone = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_zone],
+        help_text="Counting zone: a polygon [[x, y], ...] in 0-1 frame coordinates (0,0 top-left); only people "
+        "whose feet are inside count. Empty: the whole frame.",
+    )
+    calibration = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Written by manage.py calibrate_camera: counting mode, fitted map from raw estimate to count, "
+        "cross-validated error before/after and frames used. Empty: no correction.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    # Which detection worker samples this camera, until when (database time). Written only by detection.leases:
+    # a worker claims cameras whose lease is free or expired and renews its own; at most one samples a camera.
+    leased_by = models.CharField(max_length=200, blank=True, default="", editable=False, db_index=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,6 +167,9 @@ class CrowdLog(models.Model):
     recorded_at = models.DateTimeField(auto_now_add=True, help_text="When the reading was stored.")
     # What the counter saw: frame position, frame size and person boxes [x1, y1, x2, y2, conf].
     details = models.JSONField(default=dict, blank=True)
+    # Idempotency key chosen by the writer (the detection worker: one per sample). A reading written again with the
+    # same key (a retry after a lost connection, a spooled reading flushed twice) is stored once.
+    reading_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["-timestamp", "-id"]

@@ -51,18 +51,30 @@ def record_reading(
     camera_id: int | None = None,
     at: datetime | None = None,
     details: dict[str, Any] | None = None,
+    key: str | None = None,
 ) -> CrowdLog:
     """Store a reading and everything that follows from it. Raises InvalidReading for bad input.
 
     A reading older than the location's newest one (a late or back-filled reading) is stored and
     counted in the history, but does not change the current state or raise alerts.
+
+    `key` makes the write idempotent: a reading whose key is already stored is not stored, evaluated or
+    broadcast again, and the stored one is returned (the detection worker retries and flushes its spool
+    with the key it gave each sample, so a write whose commit was lost on the wire is never doubled).
     """
     now = timezone.now()
     validate_reading(count, at, now)
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= 64):
+        raise InvalidReading("key must be a string of 1 to 64 characters.")
     at = at or now
     with transaction.atomic():
-        # The row lock serialises concurrent readings of one location, so the newest always wins.
+        # The row lock serialises concurrent readings of one location, so the newest always wins; it also makes
+        # the key check below race-free for writers of the same location.
         location = Location.objects.select_for_update().get(pk=location.pk)
+        if key is not None:
+            stored = CrowdLog.objects.filter(reading_key=key).first()
+            if stored is not None:
+                return stored
         occupancy = occupancy_percentage(count, location.capacity_limit)
         level = density_level(occupancy, location.medium_threshold, location.high_threshold)
         log = CrowdLog.objects.create(
@@ -75,6 +87,7 @@ def record_reading(
             density_level=level,
             timestamp=at,
             details=details or {},
+            reading_key=key,
         )
         _add_to_snapshot(location, count, occupancy, at)
         if location.last_reading_at is None or at >= location.last_reading_at:

@@ -203,11 +203,44 @@ def session_cookie_for() -> Callable[[Any], str]:
 
 @pytest.fixture
 def api_token_for() -> Callable[[Any], str]:
-    """`api_token_for(user)`: the user's REST API token (for `Authorization: Token <key>`)."""
-    from rest_framework.authtoken.models import Token
+    """`api_token_for(user)`: a new REST API key for `user` (for `Authorization: Token <key>`)."""
+    from accounts.models import ApiToken
 
     def make(user: Any) -> str:
-        token, _ = Token.objects.get_or_create(user=user)
-        return token.key
+        _token, key = ApiToken.issue(user, name="test")
+        return key
 
     return make
+
+
+@pytest.fixture
+def user_with_role(django_user_model: Any) -> Callable[..., Any]:
+    """`user_with_role(username, role, **fields)`: a user in one of the role groups (accounts/roles.py).
+
+    Roles: "viewer", "operator", "admin" (also made staff, as admins are), "integrator"; None for no role.
+    """
+    from django.contrib.auth.models import Group
+
+    def make(username: str, role: str | None, **fields: Any) -> Any:
+        if role == "admin":
+            fields.setdefault("is_staff", True)
+        user = django_user_model.objects.create_user(username, **fields)
+        if role is not None:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache() -> Iterator[None]:
+    """A cache key prefix of this test's own: request-rate and sign-in failure counters start at zero in every test,
+    and never mix with those of other test runs sharing the Redis server (nothing is flushed)."""
+    if not settings.configured:  # plain pytest without Django (tests/test_deploy_files.py -p no:django)
+        yield
+        return
+    caches = copy.deepcopy(settings.CACHES)
+    for cache in caches.values():
+        cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
+    with override_settings(CACHES=caches):
+        yield

@@ -1,0 +1,209 @@
+"""Readings that could not be written yet: a small SQLite queue on local disk, flushed in order, exactly once.
+
+While the database is unreachable the detection worker appends each reading here (with its idempotency key and
+its original timestamp) instead of losing it; once the database answers again the spool is written oldest first
+through `locations.services.record_reading` — still the only way a reading is stored — and a row leaves the
+spool only after its write committed. A write that committed but whose answer was lost is written again with
+the same key and stored once (`record_reading(key=...)`), so nothing is lost and nothing is doubled.
+
+One file per directory, shared by every worker process of the host (SQLite serialises their appends); one
+process flushes at a time (an exclusive `flock` on a lock file beside it), so readings stay in order. A worker
+that dies with readings in the spool leaves them to the next worker started on the host. The spool is bounded:
+beyond `max_items` readings the oldest are dropped (and counted), so a database down for days cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reading_key TEXT NOT NULL UNIQUE,
+    location_id INTEGER NOT NULL,
+    camera_id INTEGER,
+    count INTEGER NOT NULL,
+    taken_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    details TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+@dataclass
+class PendingReading:
+    """Everything `record_reading` needs, taken when the frame was counted."""
+
+    key: str
+    location_id: int
+    camera_id: int | None
+    count: int
+    at: datetime
+    source: str
+    details: dict[str, Any] = field(default_factory=dict)
+    spool_id: int | None = None  # row id while in the spool
+
+
+class Spool:
+    def __init__(self, directory: str | Path, max_items: int = 100_000, name: str = "readings") -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / f"{name}.sqlite3"
+        self.max_items = max_items
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a reading acknowledged as spooled survives a power cut
+        self._db.execute(SCHEMA)
+        self._flush_lock = (self.directory / f"{name}.lock").open("a+")
+
+    def append(self, reading: PendingReading) -> None:
+        row = (
+            reading.key,
+            reading.location_id,
+            reading.camera_id,
+            reading.count,
+            reading.at.isoformat(),
+            reading.source,
+            json.dumps(reading.details, separators=(",", ":")),
+        )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO readings (reading_key, location_id, camera_id, count, taken_at, source, "
+                    "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                (depth,) = self._db.execute("SELECT COUNT(*) FROM readings").fetchone()
+                excess = depth - self.max_items
+                if excess > 0:
+                    self._db.execute(
+                        "DELETE FROM readings WHERE id IN (SELECT id FROM readings ORDER BY id LIMIT ?)", (excess,)
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if excess > 0:
+            self.dropped += excess
+            logger.error("event=spool_full max=%d dropped_oldest=%d", self.max_items, excess)
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+
+    def peek(self, limit: int = 100) -> list[PendingReading]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, reading_key, location_id, camera_id, count, taken_at, source, details FROM readings "
+                "ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            PendingReading(key, location, camera, count, datetime.fromisoformat(at), source, json.loads(details), rid)
+            for rid, key, location, camera, count, at, source, details in rows
+        ]
+
+    def remove(self, reading: PendingReading) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM readings WHERE id = ?", (reading.spool_id,))
+
+    def failed_attempt(self, reading: PendingReading) -> int:
+        with self._lock:
+            self._db.execute("UPDATE readings SET attempts = attempts + 1 WHERE id = ?", (reading.spool_id,))
+            return self._db.execute("SELECT attempts FROM readings WHERE id = ?", (reading.spool_id,)).fetchone()[0]
+
+    def flush(self, write: Callable[[PendingReading], None], batch: int = 200) -> int:
+        """Write spooled readings oldest first until the spool is empty or `write` raises; returns how many.
+
+        `write` raising stops the flush and propagates (the database went away again; the reading stays). Returns
+        0 at once when another process is flushing this spool.
+        """
+        try:
+            fcntl.flock(self._flush_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        written = 0
+        try:
+            while readings := self.peek(batch):
+                for reading in readings:
+                    write(reading)
+                    self.remove(reading)
+                    written += 1
+        finally:
+            fcntl.flock(self._flush_lock, fcntl.LOCK_UN)
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self._flush_lock.close()
+
+
+class MemorySpool:
+    """The same queue in memory: for a worker run without a spool directory (tests, embedding). Survives a database
+    hiccup, not the process."""
+
+    def __init__(self, max_items: int = 10_000) -> None:
+        self.max_items = max_items
+        self.dropped = 0
+        self.path = Path("<memory>")
+        self._lock = threading.Lock()
+        self._items: list[PendingReading] = []
+        self._next_id = 1
+        self._attempts: dict[int, int] = {}
+
+    def append(self, reading: PendingReading) -> None:
+        with self._lock:
+            reading.spool_id = self._next_id
+            self._next_id += 1
+            self._items.append(reading)
+            excess = len(self._items) - self.max_items
+            if excess > 0:
+                del self._items[:excess]
+                self.dropped += excess
+        if excess > 0:
+            logger.error("event=spool_full max=%d dropped_oldest=%d", self.max_items, excess)
+
+    def depth(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def peek(self, limit: int = 100) -> list[PendingReading]:
+        with self._lock:
+            return self._items[:limit]
+
+    def remove(self, reading: PendingReading) -> None:
+        with self._lock:
+            self._items = [r for r in self._items if r.spool_id != reading.spool_id]
+
+    def failed_attempt(self, reading: PendingReading) -> int:
+        with self._lock:
+            self._attempts[reading.spool_id or 0] = self._attempts.get(reading.spool_id or 0, 0) + 1
+            return self._attempts[reading.spool_id or 0]
+
+    def flush(self, write: Callable[[PendingReading], None], batch: int = 200) -> int:
+        written = 0
+        while readings := self.peek(batch):
+            for reading in readings:
+                write(reading)
+                self.remove(reading)
+                written += 1
+        return written
+
+    def close(self) -> None:
+        pass
