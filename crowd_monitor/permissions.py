@@ -2,7 +2,7 @@
 
 Access follows Django model permissions, so roles are plain groups (accounts/roles.py): whoever may view a model
 reads it, whoever may add a CrowdLog may push readings, whoever may change an Alert may acknowledge and resolve
-it, and so on. A signed-in user without a role can do nothing.
+it, and so on. A signed-in user without a role reads as a viewer (accounts/backends.py).
 """
 
 from rest_framework.permissions import BasePermission, DjangoModelPermissions

@@ -29,7 +29,7 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not await self._may_watch(user):  # integrators (API only) and users without a role
+        if not await self._may_watch(user):  # integrators: API only
             await self.close(code=CLOSE_FORBIDDEN)
             return
         location_id: int | None = self.scope["url_route"]["kwargs"].get("location_id")

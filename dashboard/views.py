@@ -51,7 +51,7 @@ def _page_config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
 
 
 @login_required
-@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
+@permission_required(DASHBOARD)  # integrators (API only) are refused
 def overview(request: HttpRequest) -> HttpResponse:
     locations = LocationSerializer(
         with_alert_flag(Location.objects.filter(is_active=True)).order_by("name"), many=True
@@ -68,7 +68,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
+@permission_required(DASHBOARD)  # integrators (API only) are refused
 def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
     location = get_object_or_404(with_alert_flag(Location.objects.all()), pk=pk)
     data = LocationSerializer(location).data
@@ -77,7 +77,7 @@ def location_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@permission_required(DASHBOARD)  # integrators (API only) and users without a role are refused
+@permission_required(DASHBOARD)  # integrators (API only) are refused
 def alert_log(request: HttpRequest) -> HttpResponse:
     locations = list(Location.objects.order_by("name").values("id", "name"))
     config = _page_config(request, page="alerts", locations=locations)
