@@ -62,7 +62,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 
 # RUN_MIGRATIONS=1 makes the entrypoint apply migrations before starting the command.
 ENTRYPOINT ["/app/docker/entrypoint.sh"]
-# uvicorn's own uvicorn.workers module is deprecated (0.30+); the worker class lives in the uvicorn-worker
-# package. `sh -c` expands PORT (platforms such as Render set it) and WEB_CONCURRENCY; exec hands gunicorn the
+# uvicorn's own uvicorn.workers module is deprecated (0.30+); our worker class (crowd_monitor/asgi_worker.py:
+# no per-message WebSocket compression) builds on the uvicorn-worker package's. `sh -c` expands PORT (platforms such as Render set it) and WEB_CONCURRENCY; exec hands gunicorn the
 # signals.
-CMD ["sh", "-c", "exec gunicorn crowd_monitor.asgi:application -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:${PORT:-8000} --workers ${WEB_CONCURRENCY:-2} --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn crowd_monitor.asgi:application -k crowd_monitor.asgi_worker.CrowdMonitorUvicornWorker --bind 0.0.0.0:${PORT:-8000} --workers ${WEB_CONCURRENCY:-2} --access-logfile -"]

@@ -105,6 +105,8 @@ def start_asgi_server(port: int, env: dict[str, str] | None = None) -> subproces
             str(port),
             "--lifespan",
             "off",
+            "--ws-per-message-deflate",  # as in production (crowd_monitor/asgi_worker.py)
+            "false",
             "--log-level",
             "warning",
         ],

@@ -93,6 +93,7 @@ class LiveAsgiServer:
             log_level="warning",
             log_config=None,  # keep the test process's logging as Django configured it
             timeout_graceful_shutdown=5,
+            ws_per_message_deflate=False,  # as in production (crowd_monitor/asgi_worker.py)
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name=f"live-asgi-server-{self.port}", daemon=True)
@@ -236,9 +237,6 @@ def user_with_role(django_user_model: Any) -> Callable[..., Any]:
 def _isolated_cache() -> Iterator[None]:
     """A cache key prefix of this test's own: request-rate and sign-in failure counters start at zero in every test,
     and never mix with those of other test runs sharing the Redis server (nothing is flushed)."""
-    if not settings.configured:  # plain pytest without Django (tests/test_deploy_files.py -p no:django)
-        yield
-        return
     caches = copy.deepcopy(settings.CACHES)
     for cache in caches.values():
         cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"

@@ -2,9 +2,9 @@
 .github/workflows/ci.yml and .env.example.
 
 No Docker engine is needed: the files are parsed and cross-checked against each other and against
-crowd_monitor/settings.py. Plain pytest, nothing Django-specific; standalone:
+crowd_monitor/settings.py. Standalone:
 
-    python -m pytest tests/test_deploy_files.py -q -p no:django
+    python -m pytest tests/test_deploy_files.py -q
 """
 
 from __future__ import annotations
@@ -334,3 +334,42 @@ def test_gunicorn_worker_class_resolves():
         assert re.search(r"^uvicorn-worker\b", requirements, flags=re.MULTILINE | re.IGNORECASE), (
             "requirements.txt must list uvicorn-worker"
         )
+
+
+def test_production_server_does_not_compress_websocket_messages():
+    """The web image's server refuses per-message deflate, which a browser offers on every WebSocket."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+    from websockets.sync.client import connect
+
+    worker_class = importlib.import_module("crowd_monitor.asgi_worker").CrowdMonitorUvicornWorker
+    assert worker_class.__name__ in web_command()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "hello " * 100})
+            await receive()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **worker_class.CONFIG_KWARGS)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        with connect(f"ws://127.0.0.1:{port}/", compression="deflate", proxy=None) as ws:
+            assert ws.recv(timeout=5) == "hello " * 100
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+    finally:
+        server.should_exit = True
+        thread.join(10)
