@@ -105,7 +105,8 @@ def test_compose_commands(compose):
     services = compose["services"]
     assert "command" not in services["web"], "web runs the image's default CMD (gunicorn)"
     worker = command_text(services["worker"]["command"])
-    assert "manage.py run_detection" in worker and "--mode yolo" in worker
+    # No --mode: every camera counts with its own mode (auto by default, dense crowds included).
+    assert "manage.py run_detection" in worker and "--mode" not in worker
     assert "manage.py run_alerts" in command_text(services["alerts"]["command"])
     assert services["worker"]["stop_signal"] == "SIGTERM"
     assert "./models:/models:ro" in services["worker"]["volumes"]
@@ -189,7 +190,7 @@ def test_render_blueprint(render):
     (web,) = by_type["web"]
     assert web["healthCheckPath"] == "/healthz"
     commands = [s.get("dockerCommand", "") for s in by_type["worker"]]
-    assert any("manage.py run_detection" in c and "--mode yolo" in c for c in commands), commands
+    assert any("manage.py run_detection" in c and "--mode" not in c for c in commands), commands
     assert any("manage.py run_alerts" in c for c in commands), commands
     for service in [web, *by_type["worker"]]:
         assert service["runtime"] == "docker"
