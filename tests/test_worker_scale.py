@@ -193,11 +193,12 @@ def test_killed_worker_loses_its_cameras_to_the_others_within_one_lease(spawn) -
     supervisor = spawn(
         "--workers", "2", "--mode", "yolo", "--interval", "0.5", "--lease-seconds", str(LEASE), "--fetch-threads", "2"
     )
-    pids = wait_for(
-        lambda: [int(m) for m in re.findall(r"started \(pid (\d+)\)", "".join(supervisor.lines))][:2] or None,
-        60,
-        "the supervisor to start two workers",
-    )
+
+    def started_pids() -> list[int] | None:
+        pids = [int(m) for m in re.findall(r"started \(pid (\d+)\)", "".join(supervisor.lines))]
+        return pids[:2] if len(pids) >= 2 else None
+
+    pids = wait_for(started_pids, 60, "the supervisor to start two workers")
 
     def two_holders() -> set[str] | None:
         holders = set(leased().values())
