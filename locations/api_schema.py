@@ -37,6 +37,26 @@ class HistorySerializer(serializers.Serializer):
     points = HistoryPointSerializer(many=True)
 
 
+class QualitySerializer(serializers.Serializer):
+    """How far a camera's count can be trusted, as the counting engine judged it (absent on readings pushed over
+    the API). Reads a stored reading's `details["quality"]`; the engine's raw per-method figures stay internal."""
+
+    mode_used = serializers.ChoiceField(
+        choices=["detect", "density", "blend"],
+        read_only=True,
+        help_text="what produced the count: person detection, a crowd-density model, or a blend of both",
+    )
+    low = serializers.FloatField(read_only=True, allow_null=True, help_text="plausible lowest true count")
+    high = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="plausible highest true count; null: no upper bound can be given"
+    )
+    dense = serializers.BooleanField(read_only=True, help_text="a dense crowd: the count is a density estimate")
+    saturated = serializers.BooleanField(
+        read_only=True,
+        help_text="the crowd is beyond reliable detection: the count is a lower bound (the true count is at least it)",
+    )
+
+
 class LatestFrameSerializer(serializers.Serializer):
     camera_id = serializers.IntegerField()
     captured_at = serializers.DateTimeField()
@@ -48,6 +68,9 @@ class LatestFrameSerializer(serializers.Serializer):
         help_text="person boxes [x1, y1, x2, y2, confidence] in frame pixels",
     )
     image_url = serializers.CharField()
+    quality = QualitySerializer(
+        allow_null=True, help_text="the quality of this camera's newest reading; null when it has none"
+    )
 
 
 class HeatmapSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ Camera sources may carry credentials, so no response here ever contains one.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -18,7 +19,7 @@ from rest_framework.response import Response
 
 from crowd_monitor.permissions import require_perm
 
-from .api_schema import HeatmapSerializer, LatestFrameSerializer
+from .api_schema import HeatmapSerializer, LatestFrameSerializer, QualitySerializer
 from .heatmap import occupancy_grid
 from .models import Camera, CameraFrame, CrowdLog
 from .state import isoformat
@@ -57,6 +58,20 @@ class HeatmapQuerySerializer(serializers.Serializer):
         return attrs
 
 
+def newest_quality(camera: Camera) -> dict[str, Any] | None:
+    """The quality of the camera's newest reading (the documented subset), or None when it has none."""
+    # Filtering on the location too walks the (location, -timestamp) index from the newest row instead of sorting
+    # every reading the camera ever took.
+    details = (
+        CrowdLog.objects.filter(location_id=camera.location_id, camera=camera)
+        .order_by("-timestamp", "-id")
+        .values_list("details", flat=True)
+        .first()
+    )
+    quality = (details or {}).get("quality")
+    return None if quality is None else QualitySerializer(quality).data
+
+
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("location", type=int)]))
 class CameraViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CameraSerializer
@@ -93,6 +108,7 @@ class CameraViewSet(viewsets.ReadOnlyModelViewSet):
                 "count": frame.count,
                 "boxes": frame.boxes,
                 "image_url": f"/api/cameras/{frame.camera_id}/frame/?t={stamp}",
+                "quality": newest_quality(frame.camera),
             }
         )
 

@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from .api_schema import QualitySerializer
 from .density import FeedStatus
 from .models import CrowdLog, Location
 from .services import MAX_COUNT
@@ -103,6 +104,13 @@ class LocationSerializer(serializers.ModelSerializer):
 class CrowdLogSerializer(serializers.ModelSerializer):
     location_id = serializers.IntegerField(read_only=True)
     camera_id = serializers.IntegerField(read_only=True, allow_null=True)
+    # A missing `quality` key (readings pushed over the API, older readings) comes out as null.
+    quality = QualitySerializer(
+        source="details.quality",
+        read_only=True,
+        allow_null=True,
+        help_text="how far a camera's count can be trusted; null for readings without one (pushed over the API)",
+    )
 
     class Meta:
         model = CrowdLog
@@ -117,6 +125,7 @@ class CrowdLogSerializer(serializers.ModelSerializer):
             "density_level",
             "timestamp",
             "recorded_at",
+            "quality",
         ]
 
 

@@ -568,3 +568,45 @@ def painted_pixels(page: Any, canvas_id: str) -> int:
                    let n = 0; for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++; return n; }""",
         canvas_id,
     )
+
+
+def camera_details(width: int, height: int, **quality: Any) -> dict[str, Any]:
+    """What the counting engine stores with a reading (detection/detectors.py CountResult.details())."""
+    engine = {"low": None, "high": None, "dense": False, "saturated": False, "estimates": {}, "notes": []}
+    return {"frame_size": [width, height], "boxes": BUS_BOXES, "quality": {**engine, **quality}}
+
+
+def test_location_page_says_how_far_the_camera_count_can_be_trusted(
+    open_page: Callable, off_loop: Callable, operator: Any
+) -> None:
+    square = place("Square", capacity=500)
+    camera = Camera.objects.create(location=square, name="Square west", source="/dev/null")
+    jpeg, width, height = bus_jpeg(0.25)
+    CameraFrame.objects.create(
+        camera=camera, jpeg=jpeg, width=width, height=height, count=45, boxes=BUS_BOXES, captured_at=timezone.now()
+    )
+    dense = camera_details(width, height, mode_used="density", low=36.4, high=54.2, dense=True)
+    record_reading(square, 45, source="camera", camera_id=camera.pk, details=dense)
+
+    watched = open_page(operator, f"/locations/{square.pk}/")
+    page = watched.page
+    wait_live(page)
+    expect(page.locator("#frame-count")).to_have_text("45 people estimated")
+    expect(page.locator("#frame-interval")).to_have_text("likely 36\u201355")  # an en dash, as typeset
+    expect(page.locator("#frame-dense")).to_have_text("Dense crowd — density estimate")
+    warning = page.locator("#frame-saturated")
+    expect(warning).to_be_hidden()
+    watched.screenshot("location-dense", full_page=False)
+
+    # Without its density model the camera falls back to detection, which cannot resolve this crowd: the live
+    # reading's count is a lower bound (and rises too little for a spike alert).
+    off_loop(CameraFrame.objects.filter(camera=camera).update, count=56, captured_at=timezone.now())
+    saturated = camera_details(width, height, mode_used="detect", low=48.0, saturated=True)
+    off_loop(record_reading, square, 56, source="camera", camera_id=camera.pk, details=saturated)
+    expect(warning).to_be_visible(timeout=5000)
+    expect(warning).to_contain_text("At least 56 — crowd beyond reliable detection")
+    expect(page.locator("#frame-count")).to_have_text("56 people detected")
+    expect(page.locator("#frame-interval")).to_be_hidden()  # the warning says it: no "likely" range to give
+    expect(page.locator("#frame-dense")).to_be_hidden()
+    watched.screenshot("location-saturated")
+    assert not watched.errors, watched.errors

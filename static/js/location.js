@@ -139,6 +139,27 @@
       .catch(function () {});
   }
 
+  // --- Count quality: how far a camera's count can be trusted, in an operator's words ----------------------------------
+
+  // quality: the `quality` of GET /api/cameras/<id>/latest/ (null: the counter judged nothing); count: the count shown.
+  // The interval is widened to whole people, never narrowed; a saturated count is a lower bound, said as such.
+  function qualityWords(quality, count) {
+    const words = { counted: "detected", interval: "", dense: false, saturated: "" };
+    if (!quality) return words;
+    if (quality.mode_used !== "detect") words.counted = "estimated";
+    words.dense = quality.dense;
+    if (quality.saturated) {
+      words.saturated = "At least " + count + " — crowd beyond reliable detection";
+      return words;
+    }
+    const low = quality.low == null ? null : Math.floor(quality.low);
+    const high = quality.high == null ? null : Math.ceil(quality.high);
+    if (low != null && high != null) words.interval = "likely " + (low === high ? low : low + "–" + high);
+    else if (low != null) words.interval = "at least " + low;
+    else if (high != null) words.interval = "likely at most " + high;
+    return words;
+  }
+
   // --- Cameras: latest frame with boxes, heatmap ------------------------------------------------------------------------
 
   const cameras = (function () {
@@ -153,6 +174,10 @@
     const boxCanvas = document.getElementById("box-canvas");
     const heatCanvas = document.getElementById("heat-canvas");
     const countNode = document.getElementById("frame-count");
+    const intervalNode = document.getElementById("frame-interval");
+    const denseNode = document.getElementById("frame-dense");
+    const saturatedNode = document.getElementById("frame-saturated");
+    const saturatedText = document.getElementById("frame-saturated-text");
     const timeNode = document.getElementById("frame-time");
     const heatStats = document.getElementById("heat-stats");
     const showBoxes = document.getElementById("show-boxes");
@@ -222,13 +247,16 @@
         img.removeAttribute("src");
         countNode.textContent = "No frame yet";
         timeNode.textContent = "";
+        showQuality(qualityWords(null));
         drawBoxes();
         drawHeat();
         return;
       }
       const changed = !frame || frame.image_url !== latest.image_url;
       frame = latest;
-      countNode.textContent = latest.count + (latest.count === 1 ? " person" : " people") + " detected";
+      const words = qualityWords(latest.quality, latest.count);
+      countNode.textContent = latest.count + (latest.count === 1 ? " person " : " people ") + words.counted;
+      showQuality(words);
       timeNode.textContent = "· frame of " + CM.time(latest.captured_at);
       if (changed) {
         img.alt = "Latest frame from " + (selected() ? selected().name : "the camera") + ", " + countNode.textContent;
@@ -236,6 +264,14 @@
       } else {
         drawBoxes();
       }
+    }
+
+    function showQuality(words) {
+      intervalNode.textContent = words.interval;
+      intervalNode.hidden = !words.interval;
+      denseNode.hidden = !words.dense;
+      saturatedText.textContent = words.saturated;
+      saturatedNode.hidden = !words.saturated;
     }
 
     // Canvases follow the image's displayed size (in device pixels, so lines stay sharp).
