@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import URLPattern
 
+from .calibration_admin import calibration_urls
 from .forms import CameraForm
 from .models import Camera, CrowdLog, DensitySnapshot, Location
 from .services import refresh_location
@@ -84,6 +86,10 @@ class CameraAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "status", "location"]
     search_fields = ["name", "location__name"]
     readonly_fields = ["status", "last_seen_at", "last_error", "leased_by", "lease_expires_at", "created_at"]
+
+    def get_urls(self) -> list[URLPattern]:
+        # The calibration page (linked from the change form's object tools): locations/calibration_admin.py.
+        return calibration_urls(self) + super().get_urls()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -219,3 +220,43 @@ class CameraFrame(models.Model):
 
     def __str__(self) -> str:
         return f"{self.camera} @ {self.captured_at:%H:%M:%S}"
+
+
+def validate_heads(value: object) -> None:
+    """Heads a person marked on a frame: a list of [x, y] points with 0 <= x, y <= 1."""
+    message = "Heads are a list of [x, y] points with coordinates between 0 and 1."
+    if not isinstance(value, list):
+        raise ValidationError(message)
+    for point in value:
+        if not (isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point)):
+            raise ValidationError(message)
+        if not all(0 <= v <= 1 for v in point):
+            raise ValidationError(message)
+
+
+class CalibrationFrame(models.Model):
+    """A camera frame kept for calibration, with the people a person counted on it (Django admin: Calibrate)."""
+
+    camera = models.ForeignKey(Camera, on_delete=models.CASCADE, related_name="calibration_frames")
+    jpeg = models.BinaryField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    captured_at = models.DateTimeField()
+    heads = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_heads],
+        help_text="Heads clicked on the frame: [[x, y], ...] in 0-1 frame coordinates (0,0 top-left).",
+    )
+    # None until someone labels the frame; may exceed len(heads) when the count was typed rather than clicked.
+    count = models.PositiveIntegerField(null=True, blank=True, help_text="People on the frame, counted by a person.")
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["camera", "captured_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.camera} @ {self.captured_at:%Y-%m-%d %H:%M:%S}"
