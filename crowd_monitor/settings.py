@@ -283,6 +283,13 @@ DENSITY_BACKEND = config("DENSITY_BACKEND", default="openvino")
 DENSITY_MAX_SIDE = config("DENSITY_MAX_SIDE", default=1024, cast=int)
 # Median of this many consecutive readings per camera (1: off) for steadier counts.
 DETECTION_SMOOTHING = config("DETECTION_SMOOTHING", default=1, cast=int)
+# Frames counted for each reading of a live camera, DETECTION_FRAME_SPACING seconds apart; the reading keeps the
+# median count, so one frame with people hidden behind others (or doubled) does not move it. Each frame is counted:
+# a worker keeps this many times fewer cameras. 1: one frame per reading. Recordings and image sets give one frame.
+DETECTION_FRAMES_PER_READING = config("DETECTION_FRAMES_PER_READING", default=1, cast=int)
+DETECTION_FRAME_SPACING = config("DETECTION_FRAME_SPACING", default=0.5, cast=float)
+if DETECTION_FRAMES_PER_READING < 1 or DETECTION_FRAME_SPACING < 0:
+    raise ImproperlyConfigured("DETECTION_FRAMES_PER_READING must be 1 or more and DETECTION_FRAME_SPACING 0 or more.")
 
 # Scaling and faults (docs/PERFORMANCE.md). Workers share the cameras through leases in the database: a worker
 # renews its leases every lease/6 s; a worker that dies loses its cameras to the others within about one lease.

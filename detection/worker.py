@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ from crowd_monitor.redaction import redact_uri
 from locations.models import Camera, CameraFrame, CrowdLog, Location
 from locations.services import InvalidReading, record_reading
 
-from .counting.engine import CameraProfile, CameraState, count_for_camera
+from .counting.engine import CameraProfile, CameraState, count_frame, median_index, settle
 from .detectors import Counter, CountResult
 from .faults import Database, DatabaseDown, reset_connection
 from .metrics import WorkerMetrics
@@ -116,7 +116,8 @@ class Feed:
     frozen: FrozenCheck | None = None
     offline_alerted: bool = False
     frame_stored_at: float = float("-inf")
-    fetching: Future[Frame] | None = None  # the fetch in flight, if any (a source is read by one thread at a time)
+    # The fetch in flight, if any (a source is read by one thread at a time): the frames of one reading.
+    fetching: Future[list[Frame]] | None = None
     retired: bool = False  # no longer wanted; closed once its fetch returns
 
     @property
@@ -200,6 +201,8 @@ class DetectionWorker:
         database: Database | None = None,
         fetch_threads: int = 4,
         frozen_samples: int | None = None,
+        frames_per_reading: int | None = None,
+        frame_spacing: float | None = None,
         name: str = "",
     ) -> None:
         self.counter = counter
@@ -215,6 +218,10 @@ class DetectionWorker:
         self.metrics = metrics or WorkerMetrics(self.name)
         self.fetch_threads = max(1, fetch_threads)
         self.frozen_samples = settings.DETECTION_FROZEN_SAMPLES if frozen_samples is None else frozen_samples
+        self.frames_per_reading = max(
+            1, settings.DETECTION_FRAMES_PER_READING if frames_per_reading is None else frames_per_reading
+        )
+        self.frame_spacing = settings.DETECTION_FRAME_SPACING if frame_spacing is None else frame_spacing
         self.feeds: dict[tuple[int | None, str], Feed] = {}
         self._feeds_refreshed_at = float("-inf")
         self._retired: list[Feed] = []  # removed feeds whose fetch was still running
@@ -326,8 +333,10 @@ class DetectionWorker:
         """
         deadline = due + max(self.interval, STRAGGLER_SECONDS)
         # Fetches left running by earlier passes: counted if they are done, never waited for again.
-        pending: dict[Future[Frame], Feed] = {f.fetching: f for f in self.feeds.values() if f.fetching is not None}
-        fresh: set[Future[Frame]] = set()
+        pending: dict[Future[list[Frame]], Feed] = {
+            f.fetching: f for f in self.feeds.values() if f.fetching is not None
+        }
+        fresh: set[Future[list[Frame]]] = set()
         feeds = iter(self._due_feeds())
         exhausted = False
         sampled = failed = 0
@@ -363,13 +372,13 @@ class DetectionWorker:
                     self._close(feed)  # removed while its frame was being fetched
                     continue
                 try:
-                    frame = future.result()
+                    frames = future.result()
                 except SourceError as exc:
                     self._failed(feed, exc)
                     failed += 1
                     continue
                 try:
-                    self._count(feed, frame, due)
+                    self._count(feed, frames, due)
                     sampled += 1
                 except Exception:
                     # A bad frame or a counter hiccup costs this sample, not the worker.
@@ -378,32 +387,58 @@ class DetectionWorker:
                     failed += 1
         return sampled, failed
 
-    def _fetch(self, feed: Feed) -> Frame:
-        """In a fetch thread: the feed's next frame (opening its source once and keeping it open)."""
-        try:
-            if feed.source is None:
-                feed.source = open_source(feed.uri, interval=self.interval)
-            frame = feed.source.read()
-        except SourceError:
-            raise
-        except Exception as exc:  # a source bug must look like a failing camera, not kill the pass
-            raise SourceError(f"{feed.label}: {type(exc).__name__}: {exc}") from exc
-        if getattr(feed.source, "live", False) and self.frozen_samples > 0:
+    def _fetch(self, feed: Feed) -> list[Frame]:
+        """In a fetch thread: the frames of the feed's next reading (opening its source once and keeping it open).
+
+        A live camera gives `frames_per_reading` frames, `frame_spacing` s apart; recordings and image sets give
+        one, as they stand for a camera sampled once per interval.
+        """
+        frame = self._read(feed)
+        live = getattr(feed.source, "live", False)
+        if live and self.frozen_samples > 0:
             if feed.frozen is None:
                 feed.frozen = FrozenCheck(self.frozen_samples)
             if feed.frozen.update(FrozenCheck.signature(frame.image)):
                 raise SourceError(
                     f"{feed.label} is frozen: the same picture {feed.frozen.repeats + 1} samples in a row"
                 )
-        return frame
+        frames = [frame]
+        while live and len(frames) < self.frames_per_reading and not self.stop.wait(self.frame_spacing):
+            try:
+                frames.append(self._read(feed))
+            except SourceError as exc:
+                # The reading still has the frames taken so far; the next pass finds out whether the source is down.
+                logger.info("Source %s: frame %d of a reading failed (%s)", feed.label, len(frames) + 1, exc)
+                break
+        return frames
 
-    def _count(self, feed: Feed, frame: Frame, due: float) -> None:
-        self.metrics.frame(feed.metric_label)
+    def _read(self, feed: Feed) -> Frame:
+        try:
+            if feed.source is None:
+                feed.source = open_source(feed.uri, interval=self.interval)
+            return feed.source.read()
+        except SourceError:
+            raise
+        except Exception as exc:  # a source bug must look like a failing camera, not kill the pass
+            raise SourceError(f"{feed.label}: {type(exc).__name__}: {exc}") from exc
+
+    def _count(self, feed: Feed, frames: list[Frame], due: float) -> None:
         taken_at = timezone.now()
-        started = time.perf_counter()
-        # The camera's counting mode, zone and calibration; an untrusted reading never lowers the count on its own.
-        result = count_for_camera(self.counter, frame.image, feed.camera_id, feed.counting, profile=feed.profile)
-        self.metrics.inference(feed.metric_label, time.perf_counter() - started)
+        profile = feed.profile if feed.profile is not None else CameraProfile.load(feed.camera_id)
+        results = []
+        for each in frames:
+            self.metrics.frame(feed.metric_label)
+            started = time.perf_counter()
+            # The camera's counting mode, zone and calibration.
+            results.append(count_frame(self.counter, each.image, profile))
+            self.metrics.inference(feed.metric_label, time.perf_counter() - started)
+        chosen = median_index(results)
+        frame, result = frames[chosen], results[chosen]
+        if len(results) > 1:
+            counts = ", ".join(str(r.count) for r in results)
+            result = replace(result, notes=(*result.notes, f"median of {len(results)} frames ({counts})"))
+        # An untrusted reading never lowers the count on its own.
+        result = settle(result, feed.counting)
         details = {**result.details(), "position": frame.position, "frame_index": frame.index}
         if self.leases is not None:
             details["worker"] = self.name

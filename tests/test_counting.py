@@ -17,7 +17,15 @@ from django.core.management import CommandError, call_command
 
 from detection.counting import calibration as calib
 from detection.counting.density import DensityModel, load_density_model
-from detection.counting.engine import CameraState, CountingEngine, Scene, count_for_camera, decide, hold_untrusted
+from detection.counting.engine import (
+    CameraState,
+    CountingEngine,
+    Scene,
+    count_for_camera,
+    decide,
+    hold_untrusted,
+    median_index,
+)
 from detection.counting.slicing import FirstPass, SliceConfig, choose_grid, crowded_view, merge, sliced_detect
 from detection.counting.zones import boxes_inside, map_mask, parse_zone
 from detection.detectors import CountResult, ModelUnavailable, load_counter
@@ -305,3 +313,13 @@ def test_worker_applies_zone_calibration_and_the_untrusted_rule(engine: Counting
 
     state = CameraState()
     assert [count_for_camera(Steady(), frame, None, state, smooth=3).count for _ in range(4)] == [10, 20, 11, 12]
+
+
+def test_a_reading_of_several_frames_keeps_the_median_one() -> None:
+    def results(*counts: int) -> list[CountResult]:
+        return [CountResult(count) for count in counts]
+
+    assert median_index(results(7)) == 0
+    assert median_index(results(30, 2, 31)) == 0  # one frame with people hidden does not pull the reading down
+    assert median_index(results(12, 60, 11)) == 0  # nor one with people doubled up
+    assert median_index(results(9, 4, 12, 10)) == 0  # of an even number, the lower middle one: 9

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -189,3 +192,84 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path) -> None:
         worker.kill()
     assert worker.returncode == 0, output
     assert "SIGTERM received" in output and "Stopped after recording" in output
+
+
+class ScriptedCamera(ThreadingHTTPServer):
+    """An HTTP snapshot camera (a live source: every read fetches a new picture) serving `pictures` in turn."""
+
+    daemon_threads = True
+
+    def __init__(self, pictures: list[bytes]) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.pictures = pictures
+        self.served = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/snapshot.jpg"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    server: ScriptedCamera
+
+    def do_GET(self) -> None:
+        body = self.server.pictures[self.server.served % len(self.server.pictures)]
+        self.server.served += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@needs_model
+@needs_video
+@pytest.mark.django_db(transaction=True)
+def test_a_reading_of_a_live_camera_keeps_the_median_of_its_frames(counter: YoloCounter) -> None:
+    """One frame of three with everyone hidden (a bus passing in front, a glitch) does not move the reading."""
+    capture = cv2.VideoCapture(str(VIDEO))
+    ok, crowd = capture.read()
+    capture.release()
+    assert ok
+    hidden = np.full_like(crowd, 128)  # the same view with nobody visible
+    people = counter.count(crowd).count
+    assert people >= 3 and counter.count(hidden).count == 0
+    jpeg = [cv2.imencode(".jpg", image)[1].tobytes() for image in (crowd, hidden, crowd)]
+    server = ScriptedCamera(jpeg)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    location = Location.objects.create(name="Concourse", capacity_limit=50)
+    camera = Camera.objects.create(location=location, name="gate", source=server.url)
+
+    def feeds() -> list[Feed]:
+        return [Feed(location.pk, camera.source, camera.pk, location_name=location.name)]
+
+    def readings(frames_per_reading: int, passes: int) -> list[CrowdLog]:
+        CrowdLog.objects.all().delete()
+        server.served = 0
+        worker = DetectionWorker(
+            counter,
+            feeds,
+            interval=0.05,
+            stop=threading.Event(),
+            frozen_samples=0,
+            frames_per_reading=frames_per_reading,
+            frame_spacing=0.01,
+        )
+        worker.run(cycles=passes)
+        return list(CrowdLog.objects.filter(camera=camera).order_by("timestamp"))
+
+    try:
+        single = readings(1, 3)
+        burst = readings(3, 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # One frame per reading: the hidden frame becomes a reading of nobody.
+    assert [log.count for log in single] == [people, 0, people]
+    # Three frames per reading (crowd, hidden, crowd): the median, with the boxes of a frame that gave it.
+    assert [log.count for log in burst] == [people, people]
+    assert server.served == 6
+    assert len(burst[0].details["boxes"]) == people

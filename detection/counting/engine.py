@@ -8,7 +8,8 @@
 
 Every result carries its quality: an interval (low, high), the mode used, and the `dense` / `saturated` flags.
 `hold_untrusted` is the rule that a reading the counter cannot trust never lowers the count on its own; the
-worker applies it per camera through `count_for_camera`, together with the camera's zone and calibration.
+worker applies it per camera (`settle`) after counting each frame with the camera's zone and calibration
+(`count_frame`) and keeping the median of a reading's frames (`median_index`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -329,21 +331,8 @@ def apply_calibration(result: CountResult, calibration: Calibration | None) -> C
     )
 
 
-def count_for_camera(
-    counter: Counter,
-    image: np.ndarray,
-    camera_id: int | None,
-    state: CameraState,
-    smooth: int | None = None,
-    profile: CameraProfile | None = None,
-) -> CountResult:
-    """One camera reading: the camera's mode and zone, its calibration, optional median smoothing, and
-    `hold_untrusted` against the camera's previous reading. Used by the detection worker.
-
-    `profile` (mode, zone, calibration) is read from the database when not given.
-    """
-    if profile is None:
-        profile = CameraProfile.load(camera_id)
+def count_frame(counter: Counter, image: np.ndarray, profile: CameraProfile) -> CountResult:
+    """One frame counted the camera's way: its counting mode and zone, then its calibration."""
     if isinstance(counter, CountingEngine):
         mode = None if getattr(counter, "forced", False) else (profile.mode or None)
         result = counter.count(image, mode=mode, zone=profile.zone)
@@ -353,7 +342,19 @@ def count_for_camera(
             boxes = np.asarray(result.boxes, dtype=np.float32)
             kept = boxes[boxes_inside(boxes, profile.zone, result.width, result.height)]
             result = replace(result, count=len(kept), boxes=kept.tolist())
-    result = apply_calibration(result, profile.calibration)
+    return apply_calibration(result, profile.calibration)
+
+
+def median_index(results: Sequence[CountResult]) -> int:
+    """Which of several frames' results a reading keeps: the one with the median count (of an even number, the
+    lower middle one), so that one frame with people hidden or doubled does not move the reading. Pure."""
+    order = sorted(range(len(results)), key=lambda i: results[i].count)
+    return order[(len(order) - 1) // 2]
+
+
+def settle(result: CountResult, state: CameraState, smooth: int | None = None) -> CountResult:
+    """What a camera reports: optional median smoothing over its last readings, then `hold_untrusted` against its
+    previous reading."""
     if smooth is None:
         from django.conf import settings
 
@@ -369,6 +370,23 @@ def count_for_camera(
     return result
 
 
+def count_for_camera(
+    counter: Counter,
+    image: np.ndarray,
+    camera_id: int | None,
+    state: CameraState,
+    smooth: int | None = None,
+    profile: CameraProfile | None = None,
+) -> CountResult:
+    """One camera reading from one frame: `count_frame`, then `settle`.
+
+    `profile` (mode, zone, calibration) is read from the database when not given.
+    """
+    if profile is None:
+        profile = CameraProfile.load(camera_id)
+    return settle(count_frame(counter, image, profile), state, smooth)
+
+
 __all__ = [
     "ENGINE_MODES",
     "AutoRule",
@@ -377,6 +395,9 @@ __all__ = [
     "CountingEngine",
     "Decision",
     "count_for_camera",
+    "count_frame",
     "decide",
     "hold_untrusted",
+    "median_index",
+    "settle",
 ]
