@@ -32,6 +32,12 @@ def main() -> int:
     parser.add_argument("--images", default=str(_common.SHARED / "data" / "pets09_s2l1" / "images"))
     parser.add_argument("--mode", default="yolo", help="yolo (same model, one pass: the comparison) or auto")
     parser.add_argument("--fetch-threads", type=int, default=4)
+    parser.add_argument(
+        "--without-store",
+        action="store_true",
+        help="diagnosis: the pipeline without storing or broadcasting (decode + count only), to see what the write "
+        "path costs",
+    )
     args = parser.parse_args()
 
     _common.setup_django()
@@ -41,6 +47,10 @@ def main() -> int:
     from detection.detectors import load_counter
     from detection.worker import DetectionWorker, camera_feeds
     from locations.models import Camera, CrowdLog, Location
+
+    if args.without_store:
+        # Counted readings are dropped where the writer thread would store them.
+        DetectionWorker._store = lambda self, item: setattr(self, "recorded", self.recorded + 1)
 
     model = settings.DETECTION_MODEL
     if not Path(model).exists():
@@ -82,7 +92,7 @@ def main() -> int:
         recorded = worker.run(cycles=args.passes)
         elapsed = time.perf_counter() - started
         cpu_ms = (time.process_time() - cpu) * 1000 / total
-        stored = CrowdLog.objects.filter(location=location).count()
+        stored = total if args.without_store else CrowdLog.objects.filter(location=location).count()
         assert recorded == stored == total, (recorded, stored, total)
         return total / elapsed, cpu_ms, worker.metrics.stats()
 
@@ -90,7 +100,8 @@ def main() -> int:
         print(_common.machine())
         print(
             f"database {_common.database()}; channel layer {settings.CHANNEL_LAYERS['default']['BACKEND']}; "
-            f"model {model}; mode {args.mode}; {args.cameras} cameras x {args.passes} passes = {total} frames "
+            f"model {model}; mode {args.mode}{' (without store)' if args.without_store else ''}; {args.cameras} "
+            f"cameras x {args.passes} passes = {total} frames "
             f"{frames[0].shape[1]}x{frames[0].shape[0]} from {args.images}"
         )
         base_runs, pipe_runs, base_cpu, pipe_cpu = [], [], [], []

@@ -58,7 +58,8 @@ logger = logging.getLogger(__name__)
 # connection is routine, three in a row is an operator's problem.
 OFFLINE_ALERT_AFTER = 3
 MAX_FRAME_WIDTH = 960
-# The dashboard shows each camera's newest frame; encoding it more often than this is wasted CPU.
+# The dashboard shows each camera's newest frame and when it was last seen; encoding and writing them more often than
+# this is wasted CPU and database writes (a camera sampled ten times a second would double the writes per reading).
 FRAME_STORE_SECONDS = 1.0
 # How often the list of cameras and their counting profiles (mode, zone, calibration) are re-read.
 FEEDS_REFRESH_SECONDS = 2.0
@@ -592,9 +593,12 @@ class DetectionWorker:
         )
 
     def _after_store(self, item: _Sampled, log: CrowdLog) -> None:
-        """The camera's latest frame and status: nice to have, so a failure here never costs the reading."""
+        """The camera's latest frame and status: nice to have, so a failure here never costs the reading.
+
+        Written at most every FRAME_STORE_SECONDS per camera, and at once when a camera comes back.
+        """
         feed = item.feed
-        if feed.camera_id is None:
+        if feed.camera_id is None or (item.image is None and not item.came_online):
             return
         try:
             if item.image is not None:
