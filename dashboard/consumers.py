@@ -3,12 +3,19 @@
 `/ws/crowd/` streams every location, `/ws/crowd/<id>/` one. Only signed-in users connect. On
 connect the client first receives the current state of every location in scope (and the open
 alerts), then live messages as `crowd_monitor.realtime.publish` sends them.
+
+A socket can stay open for a whole shift, so the right to watch is checked again whenever the client pings (the
+dashboard does every 20 s): a user who signed out elsewhere, whose session expired, who was deactivated or lost
+the dashboard permission stops receiving within one ping.
 """
 
+from importlib import import_module
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
 
 from accounts.roles import DASHBOARD
 from alerts.models import Alert
@@ -55,6 +62,10 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             content = None
         if isinstance(content, dict) and content.get("type") == "ping":
+            refusal = await self._refusal()
+            if refusal is not None:
+                await self.close(code=refusal)
+                return
             await self.send_json({"type": "pong"})
         else:
             await self.send_json({"type": "error", "detail": 'Unsupported message; only {"type": "ping"} is accepted.'})
@@ -79,6 +90,19 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _may_watch(self, user: Any) -> bool:
         return user.is_active and user.has_perm(DASHBOARD)
+
+    @database_sync_to_async
+    def _refusal(self) -> int | None:
+        """The close code if the socket's user may no longer watch, read afresh from the database; else None."""
+        key = getattr(self.scope.get("session"), "session_key", None)
+        # A new store reads the session again: signed out (deleted) or expired sessions come back empty.
+        user_id = import_module(settings.SESSION_ENGINE).SessionStore(key).get(SESSION_KEY) if key else None
+        if user_id is None or str(user_id) != str(self.scope["user"].pk):
+            return CLOSE_UNAUTHENTICATED
+        user = get_user_model().objects.filter(pk=self.scope["user"].pk).first()
+        if user is None or not user.is_active:
+            return CLOSE_UNAUTHENTICATED
+        return None if user.has_perm(DASHBOARD) else CLOSE_FORBIDDEN
 
     @database_sync_to_async
     def _location_exists(self, location_id: int) -> bool:

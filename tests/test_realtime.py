@@ -336,6 +336,43 @@ def test_malformed_frames_get_an_error_and_the_socket_stays_usable(
     assert pong == {"type": "pong"}
 
 
+@pytest.mark.parametrize("change", ["sign out", "deactivate", "make integrator"])
+def test_a_user_who_may_no_longer_watch_is_cut_off_at_the_next_ping(
+    live_asgi_server: LiveAsgiServer, django_user_model: Any, session_cookie_for: Callable[[Any], str], change: str
+) -> None:
+    from django.contrib.auth.models import Group
+    from django.contrib.sessions.models import Session
+
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    watcher = django_user_model.objects.create_user("watcher", password=None)
+    watcher.groups.add(Group.objects.get(name="viewer"))
+    sessionid = session_cookie_for(watcher)
+
+    def apply_change() -> None:
+        if change == "sign out":
+            Session.objects.filter(session_key=sessionid).delete()
+        elif change == "deactivate":
+            django_user_model.objects.filter(pk=watcher.pk).update(is_active=False)
+        else:
+            watcher.groups.set([Group.objects.get(name="integrator")])
+
+    async def scenario() -> tuple[dict[str, Any], int | None]:
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(gate)
+            await ws.send('{"type": "ping"}')
+            pong = await receive(ws)
+            await asyncio.to_thread(apply_change)
+            await ws.send('{"type": "ping"}')
+            with pytest.raises(ConnectionClosed):
+                await receive(ws)
+            return pong, ws.close_code
+
+    pong, code = asyncio.run(scenario())
+
+    assert pong == {"type": "pong"}
+    assert code == (4403 if change == "make integrator" else 4401)
+
+
 def test_idle_socket_outlives_the_channel_layer_poll(
     live_asgi_server: LiveAsgiServer,
     operator: Any,
