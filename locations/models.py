@@ -81,18 +81,22 @@ class Location(models.Model):
         return timedelta(seconds=3 * self.expected_interval_seconds)
 
 
-def validate_zone(value: object) -> None:
-    """A camera zone: empty, or at least three [x, y] points with 0 <= x, y <= 1."""
-    if value in (None, [], {}):
-        return
-    message = "A zone is a list of at least three [x, y] points with coordinates between 0 and 1."
-    if not isinstance(value, list) or len(value) < 3:
+def _validate_points(value: object, message: str, at_least: int = 0) -> None:
+    """A list of at least `at_least` [x, y] points in 0-1 frame coordinates, else ValidationError(message)."""
+    if not isinstance(value, list) or len(value) < at_least:
         raise ValidationError(message)
     for point in value:
         if not (isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point)):
             raise ValidationError(message)
         if not all(0 <= v <= 1 for v in point):
             raise ValidationError(message)
+
+
+def validate_zone(value: object) -> None:
+    """A camera zone: empty, or at least three [x, y] points with 0 <= x, y <= 1."""
+    if value in (None, [], {}):
+        return
+    _validate_points(value, "A zone is a list of at least three [x, y] points with coordinates between 0 and 1.", 3)
 
 
 class Camera(models.Model):
@@ -224,14 +228,7 @@ class CameraFrame(models.Model):
 
 def validate_heads(value: object) -> None:
     """Heads a person marked on a frame: a list of [x, y] points with 0 <= x, y <= 1."""
-    message = "Heads are a list of [x, y] points with coordinates between 0 and 1."
-    if not isinstance(value, list):
-        raise ValidationError(message)
-    for point in value:
-        if not (isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point)):
-            raise ValidationError(message)
-        if not all(0 <= v <= 1 for v in point):
-            raise ValidationError(message)
+    _validate_points(value, "Heads are a list of [x, y] points with coordinates between 0 and 1.")
 
 
 class CalibrationFrame(models.Model):

@@ -1,10 +1,12 @@
 import copy
 import http.client
+import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,6 +233,36 @@ def user_with_role(django_user_model: Any) -> Callable[..., Any]:
         return user
 
     return make
+
+
+# Debian's headless Chromium (or CHROMIUM_PATH): `playwright install` cannot download browsers on these machines.
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """The browser tests' Chromium, started through Playwright; a clear failure when it is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's chromium or set CHROMIUM_PATH.")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
+    """Poll `condition` until it returns something truthy (returned), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ Runs on SQLite and the in-memory channel layer by default, PostgreSQL and Redis 
 """
 
 import importlib.util
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -30,22 +29,13 @@ from alerts.models import Alert
 from locations.models import Camera, CameraFrame, Location
 from locations.services import record_reading
 
-from .conftest import LiveAsgiServer
+from .conftest import LiveAsgiServer, launch_chromium
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 # The design's density colours as the map draws them (static/js/common.js CM.LEVEL_COLORS).
@@ -114,8 +104,6 @@ def open_page(
     Chromium starts on the first call, so a test sets up its data before; from then on, server-side code goes
     through `off_loop`. It stops before the live server and the database are torn down.
     """
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's chromium or set CHROMIUM_PATH.")
     started: dict[str, Any] = {}
     cookies: dict[int, str] = {}  # one session per user: signing in again would write while pages read
 
@@ -125,7 +113,7 @@ def open_page(
         cookie = cookies.get(user.pk) if user is not None else None
         if not started:
             started["playwright"] = playwright_sync.sync_playwright().start()
-            started["browser"] = started["playwright"].chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            started["browser"] = launch_chromium(started["playwright"])
         context = started["browser"].new_context(
             viewport={"width": width, "height": height}, base_url=live_asgi_server.url
         )

@@ -291,7 +291,8 @@ def test_clicking_heads_in_the_browser_labels_the_frame(
 ) -> None:
     """Three heads clicked on a frame (a fourth clicked and removed again), saved: under the CSP, with no violation."""
     playwright_sync = pytest.importorskip("playwright.sync_api")
-    from .test_csp_browser import CHROMIUM, CHROMIUM_ARGS, RECORD_VIOLATIONS
+    from .conftest import launch_chromium
+    from .test_csp_browser import RECORD_VIOLATIONS
 
     expect = playwright_sync.expect
     frame = add_frame(camera, data=jpeg(640, 480, shade=90))
@@ -301,7 +302,7 @@ def test_clicking_heads_in_the_browser_labels_the_frame(
 
     playwright = playwright_sync.sync_playwright().start()
     try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(base_url=live_asgi_server.url, viewport={"width": 1280, "height": 900})
         context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_asgi_server.url}])
         context.add_init_script(RECORD_VIOLATIONS)

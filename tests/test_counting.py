@@ -18,13 +18,15 @@ from django.core.management import CommandError, call_command
 from detection.counting import calibration as calib
 from detection.counting.density import DensityModel, load_density_model
 from detection.counting.engine import (
+    CameraProfile,
     CameraState,
     CountingEngine,
     Scene,
-    count_for_camera,
+    count_frame,
     decide,
     hold_untrusted,
     median_index,
+    settle,
 )
 from detection.counting.slicing import FirstPass, SliceConfig, choose_grid, crowded_view, merge, sliced_detect
 from detection.counting.zones import boxes_inside, map_mask, parse_zone
@@ -301,7 +303,7 @@ def test_worker_applies_zone_calibration_and_the_untrusted_rule(engine: Counting
             return CountResult(3, saturated=True, mode_used="detect", requested_mode="blind")
 
     state = CameraState(previous=50)
-    assert count_for_camera(Blind(), frame, None, state, smooth=1).count == 50
+    assert settle(count_frame(Blind(), frame, CameraProfile()), state, smooth=1).count == 50
 
     # Stable counts: the median of the last readings of a camera.
     class Steady:
@@ -312,7 +314,8 @@ def test_worker_applies_zone_calibration_and_the_untrusted_rule(engine: Counting
             return CountResult(next(self.counts))
 
     state = CameraState()
-    assert [count_for_camera(Steady(), frame, None, state, smooth=3).count for _ in range(4)] == [10, 20, 11, 12]
+    readings = [settle(count_frame(Steady(), frame, CameraProfile()), state, smooth=3) for _ in range(4)]
+    assert [r.count for r in readings] == [10, 20, 11, 12]
 
 
 def test_a_reading_of_several_frames_keeps_the_median_one() -> None:

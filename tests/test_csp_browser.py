@@ -5,9 +5,7 @@ headers, records every `securitypolicyviolation` event and console error, and ch
 The live pages must also connect their WebSocket under `connect-src`.
 """
 
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,21 +17,12 @@ from alerts.models import Alert
 from locations.models import Camera, CameraFrame, CrowdLog, Location
 from locations.services import record_reading
 
-from .conftest import LiveAsgiServer
+from .conftest import LiveAsgiServer, launch_chromium
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 # Registered before any page script runs (through DevTools, so the CSP does not apply to it).
 RECORD_VIOLATIONS = """
 window.__csp = [];
@@ -53,11 +42,9 @@ def page_data(live_asgi_server: LiveAsgiServer, session_cookie_for: Callable[[An
 
 @pytest.fixture
 def chromium(page_data: dict[str, Any]) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's chromium or set CHROMIUM_PATH.")
     playwright = playwright_sync.sync_playwright().start()
     try:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
     finally:

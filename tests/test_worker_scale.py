@@ -24,6 +24,8 @@ from detection.leases import LeaseKeeper
 from detection.models import Worker
 from locations.models import Camera, CrowdLog, Location
 
+from .conftest import wait_for
+
 REPO = Path(settings.BASE_DIR)
 IMAGES = REPO.parent / "shared" / "data" / "mall" / "images"
 
@@ -165,16 +167,6 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, step: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 LEASE = 3.0

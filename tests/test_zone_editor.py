@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from locations.models import Camera, CameraFrame, Location
 
-from .conftest import LiveAsgiServer
-from .test_csp_browser import CHROMIUM, CHROMIUM_ARGS, RECORD_VIOLATIONS
+from .conftest import LiveAsgiServer, launch_chromium
+from .test_csp_browser import RECORD_VIOLATIONS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -46,8 +46,6 @@ def frame_jpeg(width: int, height: int) -> bytes:
 def test_admin_draws_the_zone_on_the_frame_and_saves_it(
     live_asgi_server: LiveAsgiServer, session_cookie_for: Callable[[Any], str]
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's chromium or set CHROMIUM_PATH.")
     gate = Location.objects.create(name="Gate A", capacity_limit=100)
     camera = Camera.objects.create(location=gate, name="North", source="rtsp://u:pw@127.0.0.1:1/x")
     width, height = FRAME_SIZE
@@ -66,7 +64,7 @@ def test_admin_draws_the_zone_on_the_frame_and_saves_it(
 
     # Django refuses ORM calls while Playwright's loop runs in this thread: the database is read after it stops.
     with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(base_url=live_asgi_server.url, viewport={"width": 1440, "height": 900})
         context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_asgi_server.url}])
         context.add_init_script(RECORD_VIOLATIONS)

@@ -370,23 +370,6 @@ def settle(result: CountResult, state: CameraState, smooth: int | None = None) -
     return result
 
 
-def count_for_camera(
-    counter: Counter,
-    image: np.ndarray,
-    camera_id: int | None,
-    state: CameraState,
-    smooth: int | None = None,
-    profile: CameraProfile | None = None,
-) -> CountResult:
-    """One camera reading from one frame: `count_frame`, then `settle`.
-
-    `profile` (mode, zone, calibration) is read from the database when not given.
-    """
-    if profile is None:
-        profile = CameraProfile.load(camera_id)
-    return settle(count_frame(counter, image, profile), state, smooth)
-
-
 __all__ = [
     "ENGINE_MODES",
     "AutoRule",
@@ -394,7 +377,6 @@ __all__ = [
     "CameraState",
     "CountingEngine",
     "Decision",
-    "count_for_camera",
     "count_frame",
     "decide",
     "hold_untrusted",
