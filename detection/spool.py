@@ -10,6 +10,8 @@ One file per directory, shared by every worker process of the host (SQLite seria
 process flushes at a time (an exclusive `flock` on a lock file beside it), so readings stay in order. A worker
 that dies with readings in the spool leaves them to the next worker started on the host. The spool is bounded:
 beyond `max_items` readings the oldest are dropped (and counted), so a database down for days cannot fill the disk.
+Without a directory the same queue lives in memory (a worker run without one: tests, embedding): it survives a
+database hiccup, not the process.
 """
 
 from __future__ import annotations
@@ -57,18 +59,23 @@ class PendingReading:
 
 
 class Spool:
-    def __init__(self, directory: str | Path, max_items: int = 100_000, name: str = "readings") -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / f"{name}.sqlite3"
+    def __init__(self, directory: str | Path | None, max_items: int = 100_000, name: str = "readings") -> None:
         self.max_items = max_items
         self.dropped = 0
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a reading acknowledged as spooled survives a power cut
+        self._flush_lock: Any = None  # in memory, only this process can flush
+        if directory is None:
+            self.path = Path("<memory>")
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        else:
+            directory = Path(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = directory / f"{name}.sqlite3"
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a reading acknowledged as spooled survives a power cut
+            self._flush_lock = (directory / f"{name}.lock").open("a+")
         self._db.execute(SCHEMA)
-        self._flush_lock = (self.directory / f"{name}.lock").open("a+")
 
     def append(self, reading: PendingReading) -> None:
         row = (
@@ -133,70 +140,18 @@ class Spool:
         `write` raising stops the flush and propagates (the database went away again; the reading stays). Returns
         0 at once when another process is flushing this spool.
         """
+        if self._flush_lock is None:
+            return self._flush(write, batch)
         try:
             fcntl.flock(self._flush_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0
-        written = 0
         try:
-            while readings := self.peek(batch):
-                for reading in readings:
-                    write(reading)
-                    self.remove(reading)
-                    written += 1
+            return self._flush(write, batch)
         finally:
             fcntl.flock(self._flush_lock, fcntl.LOCK_UN)
-        return written
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-        self._flush_lock.close()
-
-
-class MemorySpool:
-    """The same queue in memory: for a worker run without a spool directory (tests, embedding). Survives a database
-    hiccup, not the process."""
-
-    def __init__(self, max_items: int = 10_000) -> None:
-        self.max_items = max_items
-        self.dropped = 0
-        self.path = Path("<memory>")
-        self._lock = threading.Lock()
-        self._items: list[PendingReading] = []
-        self._next_id = 1
-        self._attempts: dict[int, int] = {}
-
-    def append(self, reading: PendingReading) -> None:
-        with self._lock:
-            reading.spool_id = self._next_id
-            self._next_id += 1
-            self._items.append(reading)
-            excess = len(self._items) - self.max_items
-            if excess > 0:
-                del self._items[:excess]
-                self.dropped += excess
-        if excess > 0:
-            logger.error("event=spool_full max=%d dropped_oldest=%d", self.max_items, excess)
-
-    def depth(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def peek(self, limit: int = 100) -> list[PendingReading]:
-        with self._lock:
-            return self._items[:limit]
-
-    def remove(self, reading: PendingReading) -> None:
-        with self._lock:
-            self._items = [r for r in self._items if r.spool_id != reading.spool_id]
-
-    def failed_attempt(self, reading: PendingReading) -> int:
-        with self._lock:
-            self._attempts[reading.spool_id or 0] = self._attempts.get(reading.spool_id or 0, 0) + 1
-            return self._attempts[reading.spool_id or 0]
-
-    def flush(self, write: Callable[[PendingReading], None], batch: int = 200) -> int:
+    def _flush(self, write: Callable[[PendingReading], None], batch: int) -> int:
         written = 0
         while readings := self.peek(batch):
             for reading in readings:
@@ -206,4 +161,7 @@ class MemorySpool:
         return written
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            self._db.close()
+        if self._flush_lock is not None:
+            self._flush_lock.close()

@@ -50,7 +50,7 @@ from .detectors import Counter, CountResult
 from .faults import Database, DatabaseDown, reset_connection
 from .metrics import WorkerMetrics
 from .sources import Backoff, Frame, FrameSource, SourceEnded, SourceError, open_source
-from .spool import MemorySpool, PendingReading, Spool
+from .spool import PendingReading, Spool
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class DetectionWorker:
         report: Callable[[str], None] = logger.info,
         *,
         leases: Any = None,  # detection.leases.LeaseKeeper: sample only the cameras it holds
-        spool: Spool | MemorySpool | None = None,
+        spool: Spool | None = None,
         metrics: WorkerMetrics | None = None,
         database: Database | None = None,
         fetch_threads: int = 4,
@@ -213,7 +213,7 @@ class DetectionWorker:
         self.report = report
         self.leases = leases
         # Readings that could not be written yet: the command passes a disk spool; otherwise they wait in memory.
-        self.spool = spool if spool is not None else MemorySpool()
+        self.spool = spool if spool is not None else Spool(None, max_items=10_000)
         self.database = database or (leases.database if leases is not None else Database())
         self.name = name or (leases.name if leases is not None else "worker")
         self.metrics = metrics or WorkerMetrics(self.name)

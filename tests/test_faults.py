@@ -40,7 +40,7 @@ from django.utils import timezone
 from alerts.models import Alert
 from detection.detectors import YoloCounter
 from detection.sources import Backoff
-from detection.spool import MemorySpool, PendingReading, Spool
+from detection.spool import PendingReading, Spool
 from detection.worker import DetectionWorker, Feed, camera_feeds
 from locations.models import Camera, CrowdLog, Location
 from locations.services import record_reading
@@ -119,7 +119,7 @@ def test_disk_spool_keeps_order_survives_reopening_and_is_bounded(tmp_path: Path
 
 
 def test_memory_spool_has_the_same_behaviour() -> None:
-    spool = MemorySpool(max_items=2)
+    spool = Spool(None, max_items=2)  # in memory
     for i in range(3):
         spool.append(pending(f"k{i}"))
     assert spool.depth() == 2 and spool.dropped == 1
