@@ -47,20 +47,24 @@ def alert_update(alert: Alert) -> dict[str, Any]:
     return {"type": "alert_update", **AlertSerializer(alert).data}
 
 
-def evaluate_reading(location: Location, current: Sample, occupancy: float, now: datetime) -> None:
-    """Run the alert rules for a location's newest reading and apply the result.
+def evaluate_reading(location: Location, current: Sample, occupancy: float, now: datetime) -> bool:
+    """Run the alert rules for a location's newest reading and apply the result; True when the location has an
+    open alert afterwards.
 
     Called by the write path inside its transaction, with the location row locked.
     """
     settings = alert_settings(location)
-    history = [
-        Sample(count, at)
-        for count, at in CrowdLog.objects.filter(
-            location=location,
-            timestamp__gte=current.at - settings.spike_window,
-            timestamp__lte=current.at,
-        ).values_list("count", "timestamp")
-    ]
+    # The spike rule compares with the lowest count in its window: the database finds that reading, rather than
+    # sending every reading of the window here (hundreds per location when cameras report every second or two).
+    lowest = (
+        CrowdLog.objects.filter(
+            location=location, timestamp__gte=current.at - settings.spike_window, timestamp__lte=current.at
+        )
+        .order_by("count", "timestamp")
+        .values_list("count", "timestamp")
+        .first()
+    )
+    history = [Sample(*lowest)] if lowest is not None else []
     rules = [
         CustomRule(r.id, r.name, r.metric, r.comparison, r.threshold, Severity(r.severity))
         for r in AlertRule.objects.filter(location=location, enabled=True)
@@ -78,14 +82,18 @@ def evaluate_reading(location: Location, current: Sample, occupancy: float, now:
         conditions, {k: Severity(a.severity) for k, a in open_alerts.items()}, last_resolved, now, settings.cooldown
     )
     # The write path broadcasts the location itself once everything here is applied.
+    still_open = set(open_alerts)
     for condition in todo.to_raise:
         raise_alert(location, condition, count=current.count, occupancy=occupancy, at=now, push_location=False)
+        still_open.add(condition.key)  # raised now, or already raised by a concurrent writer
     for condition in todo.to_escalate:
         _escalate(open_alerts[condition.key], condition, count=current.count, occupancy=occupancy)
     # Fresh data ends a STALE alert by itself: the condition it reported is over.
     stale = open_alerts.get(AlertKind.STALE)
     if stale is not None:
         _transition(stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False)
+        still_open.discard(AlertKind.STALE)
+    return bool(still_open)
 
 
 def raise_alert(

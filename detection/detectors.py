@@ -8,21 +8,18 @@ product never records a made-up zero because it could not see.
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
+from .yolo import ModelUnavailable, load_person_detector
 
 logger = logging.getLogger(__name__)
 
 # auto / detect / density: the counting engine (detection/counting); yolo: plain single-pass YOLO; hog: the weak,
 # weights-free fallback.
 MODES = ("auto", "detect", "density", "yolo", "hog")
-
-
-class ModelUnavailable(RuntimeError):
-    """No usable detection model; the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,7 @@ class CountResult:
 
 class Counter(Protocol):
     name: str
+    parallel: int  # frames it can usefully count at the same time, from different threads
 
     def count(self, image: np.ndarray) -> CountResult: ...
 
@@ -81,62 +79,20 @@ def _result(boxes: list[list[float]], image: np.ndarray, started: float, mode: s
 
 
 class YoloCounter:
-    """Counts `person` boxes with an ultralytics YOLO model (.pt weights or an exported model folder)."""
+    """Counts `person` boxes with one full-frame YOLO pass (.pt weights or an exported model folder)."""
 
     name = "yolo"
 
     def __init__(self, model: str, conf: float = 0.25, device: str = "cpu", imgsz: int = 640) -> None:
         self.model_name = model
-        self.conf = conf
-        self.device = device
         self.imgsz = imgsz
-        self.model = _load_yolo(model, device)
-        self.person_class = _person_class(self.model, model)
+        self.detector = load_person_detector(model, device, conf)
+        self.parallel = self.detector.parallel
 
     def count(self, image: np.ndarray) -> CountResult:
         started = time.perf_counter()
-        result = self.model.predict(
-            image,
-            conf=self.conf,
-            classes=[self.person_class],
-            imgsz=self.imgsz,
-            device=self.device,
-            verbose=False,
-        )[0]
-        xyxy = result.boxes.xyxy.tolist()
-        confs = result.boxes.conf.tolist()
-        boxes = [[*box, conf] for box, conf in zip(xyxy, confs, strict=True)]
-        return _result(boxes, image, started, "yolo")
-
-
-def _load_yolo(model: str, device: str) -> Any:
-    from ultralytics import YOLO  # heavy import (torch): only when a YOLO counter is wanted
-
-    path = Path(model).expanduser()
-    looks_like_path = path.suffix not in ("", ".pt") or "/" in model or path.exists()
-    if looks_like_path and not path.exists():
-        raise ModelUnavailable(
-            f"Detection model {model!r} does not exist. Set DETECTION_MODEL (or --model) to a YOLO model: "
-            "a .pt file, an exported *_openvino_model folder, or a model name such as yolov8n.pt to download."
-        )
-    try:
-        yolo = YOLO(str(path) if path.exists() else model, task="detect")
-        # Exported models load lazily on the first prediction: fail now, not on the first camera frame.
-        yolo.predict(np.zeros((64, 64, 3), dtype=np.uint8), device=device, verbose=False)
-    except Exception as exc:
-        raise ModelUnavailable(
-            f"Could not load the YOLO model {model!r}: {exc}\n"
-            "If this machine is offline, download the weights elsewhere (or export them, e.g. to OpenVINO) and set "
-            "DETECTION_MODEL (or --model) to the local file or folder."
-        ) from exc
-    return yolo
-
-
-def _person_class(yolo: Any, model: str) -> int:
-    for index, label in yolo.names.items():
-        if label == "person":
-            return int(index)
-    raise ModelUnavailable(f"Model {model!r} has no 'person' class; Crowd Monitor needs a people detector.")
+        boxes = self.detector(image, self.imgsz)
+        return _result(boxes.tolist(), image, started, "yolo")
 
 
 class HogCounter:
@@ -147,6 +103,7 @@ class HogCounter:
     """
 
     name = "hog"
+    parallel = 1
 
     def __init__(self) -> None:
         if not hasattr(cv2, "HOGDescriptor"):

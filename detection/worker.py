@@ -6,14 +6,18 @@ A live camera whose picture stops changing (a frozen encoder or stream) counts a
 
 The work of a pass is pipelined so that the CPU spends its time on inference rather than waiting:
 
-    fetch threads (`fetch_threads`)     main thread           writer thread
-    open / read / decode frames   -->   count people    -->   record_reading (or spool), latest frame, status
+    sampling threads (`fetch_threads`)                 main thread                writer thread
+    open / read / decode frames, count people   -->   per-camera state   -->   record_reading (or spool),
+                                                                                latest frame, status
 
 Live sources (RTSP, MJPEG, webcams) already read on a thread of their own, keeping only the newest frame;
-the fetch threads take that frame, or fetch a snapshot / decode a file frame, a few cameras ahead of the
-counter. The writer stores readings in order through `locations.services.record_reading`, each with an
-idempotency key; while the database is unreachable it keeps them in the spool (detection/spool.py) and
-writes them, in order and exactly once, when it is back. With a `LeaseKeeper` (detection/leases.py) the
+a sampling thread takes that frame, or fetches a snapshot / decodes a file frame, and counts it. Several
+cameras' frames are counted at once where the counter can run them side by side (`Counter.parallel`: OpenVINO
+inference streams); the counter's own request pool bounds how many. The main thread keeps what must stay in
+order per camera (the previous reading, online / offline state) and hands readings to the writer. The writer
+stores readings in order through `locations.services.record_reading`, each with an idempotency key; while the
+database is unreachable it keeps them in the spool (detection/spool.py) and writes them, in order and exactly
+once, when it is back. With a `LeaseKeeper` (detection/leases.py) the
 worker samples only the cameras it holds, so several workers share the cameras.
 """
 
@@ -117,8 +121,8 @@ class Feed:
     frozen: FrozenCheck | None = None
     offline_alerted: bool = False
     frame_stored_at: float = float("-inf")
-    # The fetch in flight, if any (a source is read by one thread at a time): the frames of one reading.
-    fetching: Future[list[Frame]] | None = None
+    # The sample in flight, if any (a source is read by one thread at a time): the frames of one reading, counted.
+    fetching: Future[_Counted] | None = None
     retired: bool = False  # no longer wanted; closed once its fetch returns
 
     @property
@@ -162,6 +166,15 @@ def store_latest_frame(camera_id: int, image: np.ndarray, result: CountResult, a
             "captured_at": at,
         },
     )
+
+
+@dataclass
+class _Counted:
+    """The frames of one reading and their counts, from a sampling thread."""
+
+    frames: list[Frame]
+    results: list[CountResult]
+    taken_at: datetime
 
 
 @dataclass
@@ -320,6 +333,8 @@ class DetectionWorker:
         for feed in self.feeds.values():
             if now < feed.retry_at or feed.fetching is not None:
                 continue
+            if feed.camera_id is not None and feed.profile is None:
+                continue  # counted only once its mode, zone and calibration are known (the database was down)
             if self.leases is not None and feed.camera_id is not None and not self.leases.may_sample(feed.camera_id):
                 continue
             due.append(feed)
@@ -334,10 +349,8 @@ class DetectionWorker:
         """
         deadline = due + max(self.interval, STRAGGLER_SECONDS)
         # Fetches left running by earlier passes: counted if they are done, never waited for again.
-        pending: dict[Future[list[Frame]], Feed] = {
-            f.fetching: f for f in self.feeds.values() if f.fetching is not None
-        }
-        fresh: set[Future[list[Frame]]] = set()
+        pending: dict[Future[_Counted], Feed] = {f.fetching: f for f in self.feeds.values() if f.fetching is not None}
+        fresh: set[Future[_Counted]] = set()
         feeds = iter(self._due_feeds())
         exhausted = False
         sampled = failed = 0
@@ -348,7 +361,7 @@ class DetectionWorker:
             if feed is None:
                 exhausted = True
             else:
-                feed.fetching = pool.submit(self._fetch, feed)
+                feed.fetching = pool.submit(self._sample, feed)
                 pending[feed.fetching] = feed
                 fresh.add(feed.fetching)
 
@@ -373,19 +386,19 @@ class DetectionWorker:
                     self._close(feed)  # removed while its frame was being fetched
                     continue
                 try:
-                    frames = future.result()
+                    counted = future.result()
                 except SourceError as exc:
                     self._failed(feed, exc)
                     failed += 1
                     continue
-                try:
-                    self._count(feed, frames, due)
-                    sampled += 1
                 except Exception:
                     # A bad frame or a counter hiccup costs this sample, not the worker.
                     logger.exception("Sampling %s failed", feed.label)
                     self.metrics.error(feed.metric_label, "count")
                     failed += 1
+                    continue
+                self._record(feed, counted, due)
+                sampled += 1
         return sampled, failed
 
     def _fetch(self, feed: Feed) -> list[Frame]:
@@ -423,16 +436,23 @@ class DetectionWorker:
         except Exception as exc:  # a source bug must look like a failing camera, not kill the pass
             raise SourceError(f"{feed.label}: {type(exc).__name__}: {exc}") from exc
 
-    def _count(self, feed: Feed, frames: list[Frame], due: float) -> None:
+    def _sample(self, feed: Feed) -> _Counted:
+        """In a sampling thread: the frames of the feed's next reading, each counted the camera's way (mode, zone,
+        calibration). Source failures raise SourceError; anything else raised is the counter's."""
+        frames = self._fetch(feed)
         taken_at = timezone.now()
-        profile = feed.profile if feed.profile is not None else CameraProfile.load(feed.camera_id)
+        profile = feed.profile or CameraProfile()  # a camera's own profile is loaded before it is due
         results = []
         for each in frames:
             self.metrics.frame(feed.metric_label)
             started = time.perf_counter()
-            # The camera's counting mode, zone and calibration.
             results.append(count_frame(self.counter, each.image, profile))
             self.metrics.inference(feed.metric_label, time.perf_counter() - started)
+        return _Counted(frames, results, taken_at)
+
+    def _record(self, feed: Feed, counted: _Counted, due: float) -> None:
+        """On the main thread, in each camera's order: settle the count and hand the reading to the writer."""
+        frames, results = counted.frames, counted.results
         chosen = median_index(results)
         frame, result = frames[chosen], results[chosen]
         if len(results) > 1:
@@ -448,7 +468,7 @@ class DetectionWorker:
             location_id=feed.location_id,
             camera_id=feed.camera_id,
             count=result.count,
-            at=taken_at,
+            at=counted.taken_at,
             source=CrowdLog.Source.CAMERA,
             details=details,
         )

@@ -9,7 +9,7 @@ updates (a capacity change re-derives the state through `refresh_location`, here
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts.engine import Sample
@@ -96,7 +96,8 @@ def record_reading(
             location.density_level = level
             location.last_reading_at = at
             location.save(update_fields=["current_count", "occupancy_percentage", "density_level", "last_reading_at"])
-            evaluate_reading(location, Sample(count, at), occupancy, now)
+            # The alert flag of the broadcast, as the rules just left it (saves a query per reading).
+            location.has_open_alert = evaluate_reading(location, Sample(count, at), occupancy, now)
             transaction.on_commit(lambda: broadcast_location(location))
     return log
 
@@ -119,30 +120,30 @@ def refresh_location(location: Location) -> None:
 
 
 def _add_to_snapshot(location: Location, count: int, occupancy: float, at: datetime) -> None:
+    """Fold the reading into its bucket's aggregate in one statement (an upsert): the write path runs for every
+    reading of every camera, and a read-then-write here cost two to four ORM round trips."""
     epoch = int(at.timestamp())
     bucket_start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=UTC)
-    snapshot, created = DensitySnapshot.objects.get_or_create(
-        location=location,
-        bucket_seconds=SNAPSHOT_BUCKET_SECONDS,
-        bucket_start=bucket_start,
-        defaults={
-            "readings": 1,
-            "min_count": count,
-            "avg_count": count,
-            "max_count": count,
-            "min_occupancy": occupancy,
-            "avg_occupancy": occupancy,
-            "max_occupancy": occupancy,
-        },
-    )
-    if created:
-        return
-    n = snapshot.readings
-    snapshot.readings = n + 1
-    snapshot.min_count = min(snapshot.min_count, count)
-    snapshot.max_count = max(snapshot.max_count, count)
-    snapshot.avg_count = (snapshot.avg_count * n + count) / (n + 1)
-    snapshot.min_occupancy = min(snapshot.min_occupancy, occupancy)
-    snapshot.max_occupancy = max(snapshot.max_occupancy, occupancy)
-    snapshot.avg_occupancy = (snapshot.avg_occupancy * n + occupancy) / (n + 1)
-    snapshot.save()
+    table = connection.ops.quote_name(DensitySnapshot._meta.db_table)
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    # On conflict every right-hand side sees the row as it was, so the running means use the old reading count.
+    sql = f"""
+        INSERT INTO {table} (location_id, bucket_seconds, bucket_start, readings,
+                             min_count, avg_count, max_count, min_occupancy, avg_occupancy, max_occupancy)
+        VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (location_id, bucket_seconds, bucket_start) DO UPDATE SET
+            readings = {table}.readings + 1,
+            min_count = {least}({table}.min_count, excluded.min_count),
+            max_count = {greatest}({table}.max_count, excluded.max_count),
+            avg_count = ({table}.avg_count * {table}.readings + excluded.avg_count) / ({table}.readings + 1),
+            min_occupancy = {least}({table}.min_occupancy, excluded.min_occupancy),
+            max_occupancy = {greatest}({table}.max_occupancy, excluded.max_occupancy),
+            avg_occupancy = ({table}.avg_occupancy * {table}.readings + excluded.avg_occupancy)
+                            / ({table}.readings + 1)
+    """
+    start = connection.ops.adapt_datetimefield_value(bucket_start)  # stored exactly as the ORM stores it
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [location.pk, SNAPSHOT_BUCKET_SECONDS, start, count, float(count), count, occupancy, occupancy, occupancy],
+        )

@@ -19,6 +19,7 @@ CPU with dynamic height and width), which is what live cameras should use on CPU
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -265,6 +266,7 @@ class DensityModel:
         self.module = module
         self.threads = threads
         self._compiled: Any = None
+        self._local = threading.local()  # one OpenVINO infer request per counting thread
         if backend == "openvino":
             self._compiled = self._openvino(module)
 
@@ -308,7 +310,10 @@ class DensityModel:
         started = time.perf_counter()
         x = self.prepare(image)
         if self._compiled is not None:
-            out = self._compiled(x)[0]
+            request = getattr(self._local, "request", None)
+            if request is None:  # a compiled model's own __call__ shares one request: not safe across threads
+                request = self._local.request = self._compiled.create_infer_request()
+            out = request.infer({0: x})[0]
         else:
             torch = _torch()
             if self.threads:

@@ -20,14 +20,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
-from ..detectors import Counter, CountResult, ModelUnavailable, _load_yolo, _person_class
+from ..detectors import Counter, CountResult, ModelUnavailable
+from ..yolo import PersonDetector, as_bgr, load_person_detector
 from .calibration import Calibration
 from .density import HOW_TO_SET, DensityEnsemble, DensityModel, load_density_model
-from .slicing import SliceConfig, YoloDetector, choose_grid, crowded_view, first_pass, sliced_detect
+from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, sliced_detect
 from .zones import Zone, boxes_inside, map_mask, parse_zone
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class CountingEngine:
         density_max_side: int = 1024,
         slicing: SliceConfig | None = None,
         rule: AutoRule | None = None,
-        yolo: Any = None,
+        detector: PersonDetector | None = None,
         density: DensityEnsemble | DensityModel | None = None,
     ) -> None:
         if mode not in ENGINE_MODES:
@@ -192,8 +192,10 @@ class CountingEngine:
             self.density = load_density_model(density_model, density_arch, density_backend, density_max_side)
         if mode == "density" and self.density is None:
             load_density_model("")  # raises ModelUnavailable saying how to set DENSITY_MODEL
-        yolo = yolo if yolo is not None else _load_yolo(model, device)
-        self.detector = YoloDetector(yolo, _person_class(yolo, model), conf=conf, device=device)
+        self.detector = detector if detector is not None else load_person_detector(model, device, conf)
+        # Frames of several cameras can be counted at once when the detector runs requests side by side (the density
+        # models are safe to share between threads too).
+        self.parallel = self.detector.parallel
 
     def count(self, image: np.ndarray, mode: str | None = None, zone: Zone | None = None) -> CountResult:
         started = time.perf_counter()
@@ -240,7 +242,7 @@ class CountingEngine:
     def look(self, image: np.ndarray, zone: Zone | None, mode: str) -> tuple[Scene, np.ndarray]:
         """Run what `mode` needs on the frame: a full-frame detector pass, the density model (auto, density), and
         tiles where the frame shows a crowd (auto, detect). Returns the scene and the person boxes in the zone."""
-        image = _as_bgr(image)
+        image = as_bgr(image)
         height, width = image.shape[:2]
         first = first_pass(self.detector, image, self.slicing)
         density, very_dense = None, False
@@ -267,16 +269,6 @@ class CountingEngine:
         if mode == "detect":
             return detect_decision(scene, self.rule)
         return decide(scene, self.rule)
-
-
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
 
 
 # --- per camera: zone, calibration, stable counts, the untrusted-reading rule ---------------------------------------

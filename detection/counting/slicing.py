@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-EMPTY = np.zeros((0, 5), dtype=np.float32)
+from ..yolo import EMPTY, PersonDetector
+
+# No cap on the people a pass may find (ultralytics' default of 300 would cap a dense crowd).
+MAX_DET = 5000
 
 
 @dataclass(frozen=True)
@@ -70,32 +72,6 @@ class Detections:
     @property
     def passes(self) -> int:
         return 1 + (len(self.tiles) if self.grid > 1 else 0)
-
-
-class YoloDetector:
-    """Runs an ultralytics YOLO model for the person class, with no cap on the number of boxes."""
-
-    def __init__(self, model: Any, person_class: int, conf: float = 0.25, device: str = "cpu") -> None:
-        self.model = model
-        self.person_class = person_class
-        self.conf = conf
-        self.device = device
-
-    def __call__(self, image: np.ndarray, imgsz: int = 640, conf: float | None = None) -> np.ndarray:
-        result = self.model.predict(
-            image,
-            conf=self.conf if conf is None else conf,
-            classes=[self.person_class],
-            imgsz=imgsz,
-            device=self.device,
-            max_det=5000,
-            verbose=False,
-        )[0]
-        if len(result.boxes) == 0:
-            return EMPTY.copy()
-        xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float32)
-        conf = result.boxes.conf.cpu().numpy().astype(np.float32)
-        return np.concatenate([xyxy, conf[:, None]], axis=1)
 
 
 def crowded_view(first: FirstPass, config: SliceConfig) -> bool:
@@ -175,9 +151,9 @@ def _drop_cut(boxes: np.ndarray, rect: tuple[int, int, int, int], frame: tuple[i
     return boxes[~drop]
 
 
-def first_pass(detector: YoloDetector, image: np.ndarray, config: SliceConfig) -> FirstPass:
+def first_pass(detector: PersonDetector, image: np.ndarray, config: SliceConfig) -> FirstPass:
     height, width = image.shape[:2]
-    candidates = detector(image, config.imgsz, conf=detector.conf * config.crowd_conf_factor)
+    candidates = detector(image, config.imgsz, conf=detector.conf * config.crowd_conf_factor, max_det=MAX_DET)
     boxes = merge(candidates[candidates[:, 4] >= detector.conf], config.iou, config.ios)
     heights = boxes[:, 3] - boxes[:, 1]
     cover = float(((boxes[:, 2] - boxes[:, 0]) * heights).sum() / max(width * height, 1))
@@ -187,7 +163,7 @@ def first_pass(detector: YoloDetector, image: np.ndarray, config: SliceConfig) -
 
 
 def sliced_detect(
-    detector: YoloDetector,
+    detector: PersonDetector,
     image: np.ndarray,
     config: SliceConfig,
     grid: int | None = None,
@@ -205,11 +181,13 @@ def sliced_detect(
         return Detections(first.boxes, 1, first, [(0, 0, width, height)])
     rects = tile_rects(width, height, grid, config.overlap)
     found = [first.candidates]
-    for rect in rects:
+    tiles = [np.ascontiguousarray(image[y1:y2, x1:x2]) for x1, y1, x2, y2 in rects]
+    # The tiles are inferred side by side where the detector can (OpenVINO streams).
+    tile_boxes = detector.detect_many(
+        tiles, config.imgsz, conf=detector.conf * config.crowd_conf_factor, max_det=MAX_DET
+    )
+    for rect, boxes in zip(rects, tile_boxes, strict=True):
         x1, y1, x2, y2 = rect
-        boxes = detector(
-            np.ascontiguousarray(image[y1:y2, x1:x2]), config.imgsz, conf=detector.conf * config.crowd_conf_factor
-        )
         if len(boxes):
             boxes[:, [0, 2]] += x1
             boxes[:, [1, 3]] += y1
