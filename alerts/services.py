@@ -47,53 +47,73 @@ def alert_update(alert: Alert) -> dict[str, Any]:
     return {"type": "alert_update", **AlertSerializer(alert).data}
 
 
-def evaluate_reading(location: Location, current: Sample, occupancy: float, now: datetime) -> bool:
-    """Run the alert rules for a location's newest reading and apply the result; True when the location has an
-    open alert afterwards.
+class LocationAlerts:
+    """A location's alert rules and open alerts, loaded once for the readings of one write and kept current as
+    those readings raise, escalate and resolve alerts.
 
-    Called by the write path inside its transaction, with the location row locked.
+    Used by the write path inside its transaction, with the location row locked (so no other write of this
+    location runs meanwhile); `evaluate` runs the rules for each reading that becomes the location's newest.
     """
-    settings = alert_settings(location)
-    # The spike rule compares with the lowest count in its window: the database finds that reading, rather than
-    # sending every reading of the window here (hundreds per location when cameras report every second or two).
-    lowest = (
-        CrowdLog.objects.filter(
-            location=location, timestamp__gte=current.at - settings.spike_window, timestamp__lte=current.at
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.settings = alert_settings(location)
+        self.rules = [
+            CustomRule(r.id, r.name, r.metric, r.comparison, r.threshold, Severity(r.severity))
+            for r in AlertRule.objects.filter(location=location, enabled=True)
+        ]
+        self.open = {a.key: a for a in Alert.objects.filter(location=location, status__in=Alert.OPEN_STATUSES)}
+        self._resolved_at: dict[str, datetime | None] = {}  # key -> when an alert of that key was last resolved
+
+    @property
+    def any_open(self) -> bool:
+        return bool(self.open)
+
+    def evaluate(self, current: Sample, occupancy: float, now: datetime) -> None:
+        settings = self.settings
+        # The spike rule compares with the lowest count in its window: the database finds that reading, rather than
+        # sending every reading of the window here (hundreds per location when cameras report every second or two).
+        lowest = (
+            CrowdLog.objects.filter(
+                location=self.location, timestamp__gte=current.at - settings.spike_window, timestamp__lte=current.at
+            )
+            .order_by("count", "timestamp")
+            .values_list("count", "timestamp")
+            .first()
         )
-        .order_by("count", "timestamp")
-        .values_list("count", "timestamp")
-        .first()
-    )
-    history = [Sample(*lowest)] if lowest is not None else []
-    rules = [
-        CustomRule(r.id, r.name, r.metric, r.comparison, r.threshold, Severity(r.severity))
-        for r in AlertRule.objects.filter(location=location, enabled=True)
-    ]
-    conditions = conditions_for_reading(current, occupancy, history, settings, rules)
-    open_alerts = {a.key: a for a in Alert.objects.filter(location=location, status__in=Alert.OPEN_STATUSES)}
-    keys = [c.key for c in conditions]
-    last_resolved = dict(
-        Alert.objects.filter(location=location, key__in=keys, status=Alert.Status.RESOLVED)
-        .values("key")
-        .annotate(at=Max("resolved_at"))
-        .values_list("key", "at")
-    )
-    todo = plan(
-        conditions, {k: Severity(a.severity) for k, a in open_alerts.items()}, last_resolved, now, settings.cooldown
-    )
-    # The write path broadcasts the location itself once everything here is applied.
-    still_open = set(open_alerts)
-    for condition in todo.to_raise:
-        raise_alert(location, condition, count=current.count, occupancy=occupancy, at=now, push_location=False)
-        still_open.add(condition.key)  # raised now, or already raised by a concurrent writer
-    for condition in todo.to_escalate:
-        _escalate(open_alerts[condition.key], condition, count=current.count, occupancy=occupancy)
-    # Fresh data ends a STALE alert by itself: the condition it reported is over.
-    stale = open_alerts.get(AlertKind.STALE)
-    if stale is not None:
-        _transition(stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False)
-        still_open.discard(AlertKind.STALE)
-    return bool(still_open)
+        history = [Sample(*lowest)] if lowest is not None else []
+        conditions = conditions_for_reading(current, occupancy, history, settings, self.rules)
+        unknown = [c.key for c in conditions if c.key not in self._resolved_at]
+        if unknown:
+            self._resolved_at.update(dict.fromkeys(unknown))
+            self._resolved_at.update(
+                Alert.objects.filter(location=self.location, key__in=unknown, status=Alert.Status.RESOLVED)
+                .values("key")
+                .annotate(at=Max("resolved_at"))
+                .values_list("key", "at")
+            )
+        last_resolved = {k: at for k, at in self._resolved_at.items() if at is not None}
+        todo = plan(
+            conditions, {k: Severity(a.severity) for k, a in self.open.items()}, last_resolved, now, settings.cooldown
+        )
+        # The write path broadcasts the location itself once everything here is applied.
+        for condition in todo.to_raise:
+            alert = raise_alert(
+                self.location, condition, count=current.count, occupancy=occupancy, at=now, push_location=False
+            )
+            if alert is None:  # a concurrent writer raised it first
+                alert = Alert.objects.filter(
+                    location=self.location, key=condition.key, status__in=Alert.OPEN_STATUSES
+                ).first()
+            if alert is not None:
+                self.open[condition.key] = alert
+        for condition in todo.to_escalate:
+            _escalate(self.open[condition.key], condition, count=current.count, occupancy=occupancy)
+        # Fresh data ends a STALE alert by itself: the condition it reported is over.
+        stale = self.open.pop(AlertKind.STALE, None)
+        if stale is not None:
+            _transition(stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False)
+            self._resolved_at[AlertKind.STALE] = now
 
 
 def raise_alert(

@@ -47,7 +47,7 @@ from alerts.engine import AlertKind, Condition, Severity
 from alerts.models import Alert
 from crowd_monitor.redaction import redact_uri
 from locations.models import Camera, CameraFrame, CrowdLog, Location
-from locations.services import InvalidReading, record_reading
+from locations.services import InvalidReading, NewReading, record_readings
 
 from .counting.engine import CameraProfile, CameraState, count_frame, median_index, settle
 from .detectors import Counter, CountResult
@@ -75,6 +75,8 @@ SPOOL_MAX_ATTEMPTS = 5
 FROZEN_THUMBNAIL = (64, 36)
 # A pass stops waiting for a fetch still running this long after it started (or after an interval, if longer).
 STRAGGLER_SECONDS = 2.0
+# At most this many readings are written in one transaction.
+WRITE_BATCH = 64
 
 
 class FrozenCheck:
@@ -540,18 +542,32 @@ class DetectionWorker:
 
     def _write_loop(self) -> None:
         try:
-            while True:
+            stopping = False
+            while not stopping:
                 try:
-                    item = self._writes.get(timeout=0.5)
+                    items = [self._writes.get(timeout=0.5)]
                 except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    break
+                    items = []
+                # Everything counted since the last write is written together: one transaction per location and
+                # batch instead of one per reading, so the write path keeps up with the counter on shared cores.
+                while items and len(items) < WRITE_BATCH:
+                    try:
+                        items.append(self._writes.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in items:
+                    stopping = True
+                    items = items[: items.index(_STOP)]
                 try:
-                    if isinstance(item, _Sampled):
-                        self._store(item)
-                    elif isinstance(item, _Failure):
+                    samples: list[_Sampled] = []
+                    for item in items:  # in order: a camera's failure is handled after its earlier readings
+                        if isinstance(item, _Sampled):
+                            samples.append(item)
+                            continue
+                        self._store(samples)
+                        samples = []
                         self._mark_offline(item)
+                    self._store(samples)
                     self._retry_spool()
                 except Exception:
                     logger.exception("event=writer_error worker=%s", self.name)
@@ -559,25 +575,33 @@ class DetectionWorker:
         finally:
             reset_connection()
 
-    def _store(self, item: _Sampled) -> None:
-        reading, feed = item.reading, item.feed
-        outcome = "stored"
-        log: CrowdLog | None = None
+    def _store(self, items: list[_Sampled]) -> None:
+        """Store counted readings in one write (or spool them while the database is away), oldest first."""
+        if not items:
+            return
         if not self.database.up or self.spool.depth() > 0:
             self._retry_spool()  # older readings first
-        if not self.database.up or self.spool.depth() > 0:
-            self.spool.append(reading)
-            outcome = "spooled"
-        else:
+        logs: list[CrowdLog | None] = [None] * len(items)
+        if self.database.up and self.spool.depth() == 0:
             try:
-                log = self.database.call(lambda: self._write(reading))
+                logs = list(self.database.call(lambda: self._write([item.reading for item in items])))
             except DatabaseDown:
-                self.spool.append(reading)
-                outcome = "spooled"
+                pass
             except (InvalidReading, Location.DoesNotExist) as exc:
-                logger.error("event=reading_rejected camera=%s error=%r", feed.metric_label, str(exc))
-                self.metrics.error(feed.metric_label, "store")
+                if len(items) > 1:  # find the reading that cannot be stored; store the others
+                    for item in items:
+                        self._store([item])
+                    return
+                logger.error("event=reading_rejected camera=%s error=%r", items[0].feed.metric_label, str(exc))
+                self.metrics.error(items[0].feed.metric_label, "store")
                 return
+        for item, log in zip(items, logs, strict=True):
+            if log is None:
+                self.spool.append(item.reading)
+            self._stored(item, "stored" if log is not None else "spooled", log)
+
+    def _stored(self, item: _Sampled, outcome: str, log: CrowdLog | None) -> None:
+        reading, feed = item.reading, item.feed
         lag = time.monotonic() - item.due
         self.metrics.reading(feed.metric_label, outcome, lag)
         self.recorded += 1
@@ -600,16 +624,10 @@ class DetectionWorker:
         self.report(f"{feed.location_name}: {reading.count} people ({feed.label}, {item.position}){suffix}")
 
     @staticmethod
-    def _write(reading: PendingReading) -> CrowdLog:
-        """The one write path, with the reading's own timestamp and idempotency key."""
-        return record_reading(
-            Location(pk=reading.location_id),
-            reading.count,
-            source=reading.source,
-            camera_id=reading.camera_id,
-            at=reading.at,
-            details=reading.details,
-            key=reading.key,
+    def _write(readings: list[PendingReading]) -> list[CrowdLog]:
+        """The one write path, with each reading's own timestamp and idempotency key."""
+        return record_readings(
+            [NewReading(r.location_id, r.count, r.source, r.camera_id, r.at, r.details, r.key) for r in readings]
         )
 
     def _after_store(self, item: _Sampled, log: CrowdLog) -> None:
@@ -688,7 +706,7 @@ class DetectionWorker:
 
     def _write_spooled(self, reading: PendingReading) -> None:
         try:
-            self.database.call(lambda: self._write(reading))
+            self.database.call(lambda: self._write([reading]))
         except (InvalidReading, Location.DoesNotExist) as exc:
             logger.error("event=spooled_reading_rejected key=%s error=%r", reading.key, str(exc))
         except DatabaseDown:

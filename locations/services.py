@@ -1,11 +1,13 @@
 """The one write path for readings.
 
-Every count, from the detection worker, the API or a test, goes through `record_reading`: in one
-transaction it stores the CrowdLog, updates the location's current state and its snapshot bucket,
+Every count, from the detection worker, the API or a test, goes through `record_readings` (`record_reading` for
+one): in one transaction it stores the CrowdLog, updates the location's current state and its snapshot bucket,
 and runs the alert engine; after commit it broadcasts. Nothing else writes counts or sends crowd
 updates (a capacity change re-derives the state through `refresh_location`, here too).
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts.engine import Sample
-from alerts.services import evaluate_reading
+from alerts.services import LocationAlerts
 
 from .density import density_level, occupancy_percentage
 from .models import CrowdLog, DensitySnapshot, Location
@@ -43,6 +45,19 @@ def validate_reading(count: Any, at: datetime | None, now: datetime) -> None:
             raise InvalidReading("timestamp is in the future.")
 
 
+@dataclass(frozen=True)
+class NewReading:
+    """One count to store (`record_readings`); `at` defaults to now, `key` makes the write idempotent."""
+
+    location_id: int
+    count: int
+    source: str
+    camera_id: int | None = None
+    at: datetime | None = None
+    details: dict[str, Any] | None = None
+    key: str | None = None
+
+
 def record_reading(
     location: Location,
     count: int,
@@ -53,53 +68,86 @@ def record_reading(
     details: dict[str, Any] | None = None,
     key: str | None = None,
 ) -> CrowdLog:
-    """Store a reading and everything that follows from it. Raises InvalidReading for bad input.
+    """Store one reading and everything that follows from it (see `record_readings`)."""
+    return record_readings([NewReading(location.pk, count, source, camera_id, at, details, key)])[0]
 
-    A reading older than the location's newest one (a late or back-filled reading) is stored and
-    counted in the history, but does not change the current state or raise alerts.
 
-    `key` makes the write idempotent: a reading whose key is already stored is not stored, evaluated or
-    broadcast again, and the stored one is returned (the detection worker retries and flushes its spool
-    with the key it gave each sample, so a write whose commit was lost on the wire is never doubled).
+def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
+    """Store readings and everything that follows from them, in one transaction; returns their CrowdLogs in order.
+
+    The outcome is that of storing them one after the other (the alert rules run for each reading in turn), but a
+    location is locked, loaded and broadcast once per call rather than once per reading: the detection
+    worker writes what its cameras counted since its last write together.
+
+    Raises InvalidReading (nothing stored) if any reading is invalid, Location.DoesNotExist if a location is gone.
+
+    A reading older than its location's newest one (a late or back-filled reading) is stored and counted in the
+    history, but does not change the current state or raise alerts.
+
+    `key` makes a write idempotent: a reading whose key is already stored is not stored, evaluated or broadcast
+    again, and the stored one is returned (the detection worker retries and flushes its spool with the key it gave
+    each sample, so a write whose commit was lost on the wire is never doubled).
     """
     now = timezone.now()
-    validate_reading(count, at, now)
-    if key is not None and not (isinstance(key, str) and 0 < len(key) <= 64):
-        raise InvalidReading("key must be a string of 1 to 64 characters.")
-    at = at or now
+    for reading in readings:
+        validate_reading(reading.count, reading.at, now)
+        key = reading.key
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 64):
+            raise InvalidReading("key must be a string of 1 to 64 characters.")
     with transaction.atomic():
-        # The row lock serialises concurrent readings of one location, so the newest always wins; it also makes
-        # the key check below race-free for writers of the same location.
-        location = Location.objects.select_for_update().get(pk=location.pk)
-        if key is not None:
-            stored = CrowdLog.objects.filter(reading_key=key).first()
-            if stored is not None:
-                return stored
-        occupancy = occupancy_percentage(count, location.capacity_limit)
-        level = density_level(occupancy, location.medium_threshold, location.high_threshold)
-        log = CrowdLog.objects.create(
-            location=location,
-            camera_id=camera_id,
-            source=source,
-            count=count,
-            capacity_limit=location.capacity_limit,
-            occupancy_percentage=occupancy,
-            density_level=level,
-            timestamp=at,
-            details=details or {},
-            reading_key=key,
-        )
-        _add_to_snapshot(location, count, occupancy, at)
-        if location.last_reading_at is None or at >= location.last_reading_at:
-            location.current_count = count
-            location.occupancy_percentage = occupancy
-            location.density_level = level
-            location.last_reading_at = at
+        # Row locks, taken in id order so that two writers never wait on each other crosswise, serialise the readings
+        # of a location: the newest always wins, and the key check below is race-free for writers of a location.
+        ids = sorted({reading.location_id for reading in readings})
+        locations = {loc.pk: loc for loc in Location.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        for location_id in ids:
+            if location_id not in locations:
+                raise Location.DoesNotExist(f"Location {location_id} does not exist.")
+        keys = [reading.key for reading in readings if reading.key is not None]
+        logs: dict[str, CrowdLog] = {log.reading_key: log for log in CrowdLog.objects.filter(reading_key__in=keys)}
+        fresh: list[CrowdLog] = []
+        results: list[CrowdLog] = []  # each reading's log, in order
+        for reading in readings:
+            if reading.key is not None and reading.key in logs:
+                results.append(logs[reading.key])  # stored before (or twice in this call)
+                continue
+            location = locations[reading.location_id]
+            occupancy = occupancy_percentage(reading.count, location.capacity_limit)
+            log = CrowdLog(
+                location=location,
+                camera_id=reading.camera_id,
+                source=reading.source,
+                count=reading.count,
+                capacity_limit=location.capacity_limit,
+                occupancy_percentage=occupancy,
+                density_level=density_level(occupancy, location.medium_threshold, location.high_threshold),
+                timestamp=reading.at or now,
+                details=reading.details or {},
+                reading_key=reading.key,
+            )
+            fresh.append(log)
+            results.append(log)
+            if reading.key is not None:
+                logs[reading.key] = log
+        CrowdLog.objects.bulk_create(fresh)  # sets each log's id
+        _add_to_snapshots(fresh)
+        alerts: dict[int, LocationAlerts] = {}
+        for log in fresh:
+            location = locations[log.location_id]
+            if location.last_reading_at is None or log.timestamp >= location.last_reading_at:
+                location.current_count = log.count
+                location.occupancy_percentage = log.occupancy_percentage
+                location.density_level = log.density_level
+                location.last_reading_at = log.timestamp
+                if location.pk not in alerts:
+                    alerts[location.pk] = LocationAlerts(location)
+                alerts[location.pk].evaluate(Sample(log.count, log.timestamp), log.occupancy_percentage, now)
+        for location_id, location_alerts in alerts.items():
+            location = locations[location_id]
             location.save(update_fields=["current_count", "occupancy_percentage", "density_level", "last_reading_at"])
-            # The alert flag of the broadcast, as the rules just left it (saves a query per reading).
-            location.has_open_alert = evaluate_reading(location, Sample(count, at), occupancy, now)
-            transaction.on_commit(lambda: broadcast_location(location))
-    return log
+            # The alert flag of the broadcast, as the rules just left it (saves a query per location).
+            location.has_open_alert = location_alerts.any_open
+            transaction.on_commit(lambda location=location: broadcast_location(location))
+    return results
 
 
 def refresh_location(location: Location) -> None:
@@ -114,36 +162,57 @@ def refresh_location(location: Location) -> None:
             location.occupancy_percentage = occupancy
             location.density_level = density_level(occupancy, location.medium_threshold, location.high_threshold)
             location.save(update_fields=["occupancy_percentage", "density_level"])
-            now = timezone.now()
-            evaluate_reading(location, Sample(location.current_count, location.last_reading_at), occupancy, now)
+            current = Sample(location.current_count, location.last_reading_at)
+            LocationAlerts(location).evaluate(current, occupancy, timezone.now())
         transaction.on_commit(lambda: broadcast_location(location))
 
 
-def _add_to_snapshot(location: Location, count: int, occupancy: float, at: datetime) -> None:
-    """Fold the reading into its bucket's aggregate in one statement (an upsert): the write path runs for every
-    reading of every camera, and a read-then-write here cost two to four ORM round trips."""
-    epoch = int(at.timestamp())
-    bucket_start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=UTC)
+def _add_to_snapshots(logs: Sequence[CrowdLog]) -> None:
+    """Fold new readings into their per-location, per-minute aggregates: one statement (an upsert) per bucket.
+
+    The write path runs for every reading of every camera; a read-then-write per reading cost two to four ORM
+    round trips.
+    """
+    buckets: dict[tuple[int, datetime], list[CrowdLog]] = {}
+    for log in logs:
+        epoch = int(log.timestamp.timestamp())
+        start = datetime.fromtimestamp(epoch - epoch % SNAPSHOT_BUCKET_SECONDS, tz=UTC)
+        buckets.setdefault((log.location_id, start), []).append(log)
     table = connection.ops.quote_name(DensitySnapshot._meta.db_table)
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
-    # On conflict every right-hand side sees the row as it was, so the running means use the old reading count.
+    # On conflict every right-hand side sees the row as it was: the means are weighted by the old and new numbers
+    # of readings (excluded.avg_* holds the new readings' mean).
     sql = f"""
         INSERT INTO {table} (location_id, bucket_seconds, bucket_start, readings,
                              min_count, avg_count, max_count, min_occupancy, avg_occupancy, max_occupancy)
-        VALUES (%s, %s, %s, 1, %s, %s, %s, %s, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (location_id, bucket_seconds, bucket_start) DO UPDATE SET
-            readings = {table}.readings + 1,
+            readings = {table}.readings + excluded.readings,
             min_count = {least}({table}.min_count, excluded.min_count),
             max_count = {greatest}({table}.max_count, excluded.max_count),
-            avg_count = ({table}.avg_count * {table}.readings + excluded.avg_count) / ({table}.readings + 1),
+            avg_count = ({table}.avg_count * {table}.readings + excluded.avg_count * excluded.readings)
+                        / ({table}.readings + excluded.readings),
             min_occupancy = {least}({table}.min_occupancy, excluded.min_occupancy),
             max_occupancy = {greatest}({table}.max_occupancy, excluded.max_occupancy),
-            avg_occupancy = ({table}.avg_occupancy * {table}.readings + excluded.avg_occupancy)
-                            / ({table}.readings + 1)
+            avg_occupancy = ({table}.avg_occupancy * {table}.readings + excluded.avg_occupancy * excluded.readings)
+                            / ({table}.readings + excluded.readings)
     """
-    start = connection.ops.adapt_datetimefield_value(bucket_start)  # stored exactly as the ORM stores it
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [location.pk, SNAPSHOT_BUCKET_SECONDS, start, count, float(count), count, occupancy, occupancy, occupancy],
-        )
+        for (location_id, start), group in buckets.items():
+            counts = [log.count for log in group]
+            occupancies = [log.occupancy_percentage for log in group]
+            cursor.execute(
+                sql,
+                [
+                    location_id,
+                    SNAPSHOT_BUCKET_SECONDS,
+                    connection.ops.adapt_datetimefield_value(start),  # stored exactly as the ORM stores it
+                    len(group),
+                    min(counts),
+                    sum(counts) / len(counts),
+                    max(counts),
+                    min(occupancies),
+                    sum(occupancies) / len(occupancies),
+                    max(occupancies),
+                ],
+            )

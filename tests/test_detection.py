@@ -273,3 +273,21 @@ def test_a_reading_of_a_live_camera_keeps_the_median_of_its_frames(counter: Yolo
     assert [log.count for log in burst] == [people, people]
     assert server.served == 6
     assert len(burst[0].details["boxes"]) == people
+
+
+@needs_model
+@pytest.mark.django_db(transaction=True)
+def test_a_reading_that_cannot_be_stored_costs_only_itself(counter: YoloCounter) -> None:
+    pets, mall = str(SHARED_DATA / "pets09_s2l1" / "images"), str(SHARED_DATA / "mall" / "images")
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is not beside the repo")
+    kept = Location.objects.create(name="Kept", capacity_limit=50)
+    gone = Location.objects.create(name="Gone", capacity_limit=50)
+    gone_id = gone.pk
+    gone.delete()  # deleted while the worker still samples a feed for it
+    feeds = [Feed(location_id=kept.pk, uri=pets), Feed(location_id=gone_id, uri=mall)]
+    worker = DetectionWorker(counter, lambda: feeds, 0.0, threading.Event(), report=lambda _: None)
+    # Both locations' readings reach the writer together; the one whose location is gone is refused alone.
+    assert worker.run(cycles=3) == 3
+    assert CrowdLog.objects.filter(location=kept).count() == 3
+    assert worker.metrics.stats()["errors"] == 3

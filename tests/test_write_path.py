@@ -13,7 +13,7 @@ from alerts.engine import AlertKind, Condition, Severity
 from alerts.models import Alert, AlertRule
 from locations.models import CrowdLog, DensitySnapshot, Location
 from locations.serializers import LocationSerializer
-from locations.services import InvalidReading, record_reading, refresh_location
+from locations.services import InvalidReading, NewReading, record_reading, record_readings, refresh_location
 
 pytestmark = pytest.mark.django_db
 
@@ -500,3 +500,64 @@ def test_a_settings_change_does_not_overwrite_a_newer_reading(gate: Location) ->
     state = fresh(gate)
     assert state.capacity_limit == 300
     assert (state.current_count, state.last_reading_at) == (150, newest.last_reading_at)
+
+
+# --- several readings in one write (the detection worker's batches) ---------------------------------------------
+
+
+def test_readings_written_together_are_judged_one_by_one(gate: Location) -> None:
+    hall = Location.objects.create(name="Hall", capacity_limit=100)
+    base = timezone.now().replace(second=10, microsecond=0) - timedelta(minutes=1)  # all in one snapshot minute
+    readings = [
+        NewReading(gate.pk, 20, CrowdLog.Source.CAMERA, at=base),
+        NewReading(hall.pk, 10, CrowdLog.Source.CAMERA, at=base),
+        # A surge at the gate that is over again by the batch's last reading still raises its alert.
+        NewReading(gate.pk, 190, CrowdLog.Source.CAMERA, at=base + timedelta(seconds=1)),
+        NewReading(gate.pk, 30, CrowdLog.Source.CAMERA, at=base + timedelta(seconds=2)),
+        # A late reading of the hall is history only.
+        NewReading(hall.pk, 90, CrowdLog.Source.CAMERA, at=base - timedelta(seconds=5)),
+    ]
+    logs = record_readings(readings)
+
+    assert [log.count for log in logs] == [20, 10, 190, 30, 90]
+    assert [log.pk for log in logs] == sorted(log.pk for log in logs)
+    assert CrowdLog.objects.count() == 5
+    assert (fresh(gate).current_count, fresh(hall).current_count) == (30, 10)
+    assert {a.kind for a in open_alerts(gate)} == {AlertKind.OVERCROWDING, AlertKind.SPIKE}
+    overcrowding = open_alerts(gate, AlertKind.OVERCROWDING)[0]
+    assert overcrowding.count == 190
+    assert open_alerts(hall) == []
+    gate_snapshot = DensitySnapshot.objects.get(location=gate)
+    assert (gate_snapshot.readings, gate_snapshot.min_count, gate_snapshot.max_count) == (3, 20, 190)
+    assert gate_snapshot.avg_count == pytest.approx(80)
+    record_reading(gate, 120, source=CrowdLog.Source.CAMERA, at=base + timedelta(seconds=3))
+    gate_snapshot.refresh_from_db()
+    assert (gate_snapshot.readings, gate_snapshot.avg_count) == (4, pytest.approx(90))
+    hall_snapshot = DensitySnapshot.objects.get(location=hall)
+    assert (hall_snapshot.readings, hall_snapshot.min_count, hall_snapshot.max_count) == (2, 10, 90)
+
+
+def test_readings_written_together_are_stored_once_per_key(gate: Location) -> None:
+    first = record_reading(gate, 40, source=CrowdLog.Source.CAMERA, key="k1")
+    logs = record_readings(
+        [
+            NewReading(gate.pk, 41, CrowdLog.Source.CAMERA, key="k1"),  # a retry of the stored one
+            NewReading(gate.pk, 50, CrowdLog.Source.CAMERA, key="k2"),
+            NewReading(gate.pk, 50, CrowdLog.Source.CAMERA, key="k2"),  # the same reading twice in one write
+            NewReading(gate.pk, 60, CrowdLog.Source.CAMERA),
+        ]
+    )
+    assert logs[0].pk == first.pk and logs[0].count == 40
+    assert logs[1].pk == logs[2].pk
+    assert sorted(CrowdLog.objects.values_list("count", flat=True)) == [40, 50, 60]
+    assert fresh(gate).current_count == 60
+
+
+def test_one_bad_reading_stores_nothing_of_its_write(gate: Location) -> None:
+    good = NewReading(gate.pk, 10, CrowdLog.Source.CAMERA)
+    with pytest.raises(InvalidReading, match="negative"):
+        record_readings([good, NewReading(gate.pk, -1, CrowdLog.Source.CAMERA)])
+    with pytest.raises(Location.DoesNotExist):
+        record_readings([good, NewReading(gate.pk + 1000, 5, CrowdLog.Source.CAMERA)])
+    assert CrowdLog.objects.count() == 0
+    assert fresh(gate).current_count is None
