@@ -6,6 +6,7 @@ deferred with `transaction.on_commit`, so nothing is announced that could still 
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,7 @@ class LocationAlerts:
     those readings raise, escalate and resolve alerts.
 
     Used by the write path inside its transaction, with the location row locked (so no other write of this
-    location runs meanwhile); `evaluate` runs the rules for each reading that becomes the location's newest.
+    location runs meanwhile); `evaluate` runs the rules for the readings that became the location's newest.
     """
 
     def __init__(self, location: Location) -> None:
@@ -69,19 +70,42 @@ class LocationAlerts:
     def any_open(self) -> bool:
         return bool(self.open)
 
-    def evaluate(self, current: Sample, occupancy: float, now: datetime) -> None:
-        settings = self.settings
-        # The spike rule compares with the lowest count in its window: the database finds that reading, rather than
-        # sending every reading of the window here (hundreds per location when cameras report every second or two).
-        lowest = (
+    def evaluate(self, readings: Sequence[tuple[Sample, float]], now: datetime) -> None:
+        """Run the rules for each new newest reading of the location in turn: (sample, occupancy), oldest first."""
+        lowest = self._lowest_in_windows([sample.at for sample, _ in readings])
+        for (current, occupancy), low in zip(readings, lowest, strict=True):
+            self._evaluate(current, occupancy, [low] if low is not None else [], now)
+
+    def _lowest_in_windows(self, times: list[datetime]) -> list[Sample | None]:
+        """The lowest reading in the spike window ending at each time (the spike rule compares with it).
+
+        The database hands the readings of all the windows over in count order, a few at a time: the first one
+        inside a window is that window's lowest, and usually the very first row answers every window. Sending every
+        reading of the window here instead cost hundreds of rows per reading when cameras report every second.
+        """
+        window = self.settings.spike_window
+        rows = (
             CrowdLog.objects.filter(
-                location=self.location, timestamp__gte=current.at - settings.spike_window, timestamp__lte=current.at
+                location=self.location, timestamp__gte=min(times) - window, timestamp__lte=max(times)
             )
             .order_by("count", "timestamp")
             .values_list("count", "timestamp")
-            .first()
         )
-        history = [Sample(*lowest)] if lowest is not None else []
+        found: list[Sample | None] = [None] * len(times)
+        start, size = 0, 8
+        while None in found:
+            chunk = list(rows[start : start + size])
+            for count, at in chunk:
+                for i, end in enumerate(times):
+                    if found[i] is None and end - window <= at <= end:
+                        found[i] = Sample(count, at)
+            if len(chunk) < size:
+                break
+            start, size = start + size, size * 4
+        return found
+
+    def _evaluate(self, current: Sample, occupancy: float, history: list[Sample], now: datetime) -> None:
+        settings = self.settings
         conditions = conditions_for_reading(current, occupancy, history, settings, self.rules)
         unknown = [c.key for c in conditions if c.key not in self._resolved_at]
         if unknown:

@@ -130,7 +130,7 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 logs[reading.key] = log
         CrowdLog.objects.bulk_create(fresh)  # sets each log's id
         _add_to_snapshots(fresh)
-        alerts: dict[int, LocationAlerts] = {}
+        newest: dict[int, list[CrowdLog]] = {}  # per location, the new readings that became its newest in turn
         for log in fresh:
             location = locations[log.location_id]
             if location.last_reading_at is None or log.timestamp >= location.last_reading_at:
@@ -138,14 +138,14 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 location.occupancy_percentage = log.occupancy_percentage
                 location.density_level = log.density_level
                 location.last_reading_at = log.timestamp
-                if location.pk not in alerts:
-                    alerts[location.pk] = LocationAlerts(location)
-                alerts[location.pk].evaluate(Sample(log.count, log.timestamp), log.occupancy_percentage, now)
-        for location_id, location_alerts in alerts.items():
+                newest.setdefault(location.pk, []).append(log)
+        for location_id, logs_in_turn in newest.items():
             location = locations[location_id]
             location.save(update_fields=["current_count", "occupancy_percentage", "density_level", "last_reading_at"])
+            alerts = LocationAlerts(location)
+            alerts.evaluate([(Sample(log.count, log.timestamp), log.occupancy_percentage) for log in logs_in_turn], now)
             # The alert flag of the broadcast, as the rules just left it (saves a query per location).
-            location.has_open_alert = location_alerts.any_open
+            location.has_open_alert = alerts.any_open
             transaction.on_commit(lambda location=location: broadcast_location(location))
     return results
 
@@ -163,7 +163,7 @@ def refresh_location(location: Location) -> None:
             location.density_level = density_level(occupancy, location.medium_threshold, location.high_threshold)
             location.save(update_fields=["occupancy_percentage", "density_level"])
             current = Sample(location.current_count, location.last_reading_at)
-            LocationAlerts(location).evaluate(current, occupancy, timezone.now())
+            LocationAlerts(location).evaluate([(current, occupancy)], timezone.now())
         transaction.on_commit(lambda: broadcast_location(location))
 
 

@@ -561,3 +561,22 @@ def test_one_bad_reading_stores_nothing_of_its_write(gate: Location) -> None:
         record_readings([good, NewReading(gate.pk + 1000, 5, CrowdLog.Source.CAMERA)])
     assert CrowdLog.objects.count() == 0
     assert fresh(gate).current_count is None
+
+
+def test_each_reading_of_a_write_is_compared_with_the_lowest_in_its_own_spike_window() -> None:
+    hall = Location.objects.create(
+        name="Hall", capacity_limit=1000, spike_window_seconds=60, spike_percent=50, spike_min_delta=10
+    )
+    t0 = timezone.now() - timedelta(minutes=5)
+    record_reading(hall, 10, source=CrowdLog.Source.CAMERA, at=t0)
+    # 15 is no spike over 10; 70 s after the 10, the window of the 22 holds the 15 but no longer the 10: no spike.
+    record_readings(
+        [
+            NewReading(hall.pk, 15, CrowdLog.Source.CAMERA, at=t0 + timedelta(seconds=50)),
+            NewReading(hall.pk, 22, CrowdLog.Source.CAMERA, at=t0 + timedelta(seconds=70)),
+        ]
+    )
+    assert open_alerts(hall, AlertKind.SPIKE) == []
+    # Within a minute of the 15, a rise to 40 is one.
+    record_readings([NewReading(hall.pk, 40, CrowdLog.Source.CAMERA, at=t0 + timedelta(seconds=100))])
+    assert "from 15 to 40" in open_alerts(hall, AlertKind.SPIKE)[0].message
