@@ -75,7 +75,8 @@ SPOOL_MAX_ATTEMPTS = 5
 FROZEN_THUMBNAIL = (64, 36)
 # A pass stops waiting for a fetch still running this long after it started (or after an interval, if longer).
 STRAGGLER_SECONDS = 2.0
-# At most this many readings are written in one transaction.
+# Readings are written at most this often, and at most this many in one transaction (see _write_loop).
+WRITE_INTERVAL = 0.1
 WRITE_BATCH = 64
 
 
@@ -543,18 +544,23 @@ class DetectionWorker:
     def _write_loop(self) -> None:
         try:
             stopping = False
+            last_write = float("-inf")
             while not stopping:
                 try:
                     items = [self._writes.get(timeout=0.5)]
                 except queue.Empty:
                     items = []
-                # Everything counted since the last write is written together: one transaction per location and
-                # batch instead of one per reading, so the write path keeps up with the counter on shared cores.
-                while items and len(items) < WRITE_BATCH:
+                # Group commit: everything counted since the last write is written together, at most every
+                # WRITE_INTERVAL. A reading that follows a quiet spell is written at once; when readings pour in, they
+                # wait up to WRITE_INTERVAL and share one transaction, so the write path costs the counter little CPU.
+                write_at = last_write + WRITE_INTERVAL
+                while items and len(items) < WRITE_BATCH and _STOP not in items:
                     try:
-                        items.append(self._writes.get_nowait())
+                        items.append(self._writes.get(timeout=max(0.0, write_at - time.monotonic())))
                     except queue.Empty:
                         break
+                if items:
+                    last_write = time.monotonic()
                 if _STOP in items:
                     stopping = True
                     items = items[: items.index(_STOP)]
