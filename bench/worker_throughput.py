@@ -50,7 +50,7 @@ def main() -> int:
 
     if args.without_store:
         # Counted readings are dropped where the writer thread would store them.
-        DetectionWorker._store = lambda self, item: setattr(self, "recorded", self.recorded + 1)
+        DetectionWorker._store = lambda self, items: setattr(self, "recorded", self.recorded + len(items))
 
     model = settings.DETECTION_MODEL
     if not Path(model).exists():

@@ -159,6 +159,7 @@ class OpenVINODetector:
     def __init__(self, folder: Path, conf: float = 0.25) -> None:
         import openvino as ov
         import yaml
+        from openvino.preprocess import ColorFormat, PrePostProcessor
 
         xml = _openvino_xml(folder)
         if xml is None:
@@ -177,7 +178,16 @@ class OpenVINODetector:
         if shape[0] != 1 or shape[2] != shape[3]:
             raise ModelUnavailable(f"{str(folder)!r}: expected a batch-1 square input, found {list(shape)}.")
         self.input_size = int(shape[2])
-        compiled = ov.Core().compile_model(network, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+        # The network takes the letterboxed BGR frame as it is (uint8, NHWC): the conversion to float RGB in [0, 1],
+        # NCHW, runs inside the compiled network, several times cheaper than doing it in Python (cv2.dnn.blobFromImage
+        # took 5 ms a frame), with identical outputs.
+        ppp = PrePostProcessor(network)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+            ColorFormat.BGR
+        )
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+        compiled = ov.Core().compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
         self.parallel = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests: queue.Queue[Any] = queue.Queue()
         for _ in range(self.parallel):
@@ -193,10 +203,10 @@ class OpenVINODetector:
         if imgsz != self.input_size:
             raise ValueError(f"This OpenVINO export takes {self.input_size} px input, not {imgsz}.")
         image = as_bgr(image)
-        blob, scale, left, top = letterbox(image, self.input_size)
+        padded, scale, left, top = letterbox(image, self.input_size)
         request = self._requests.get()
         try:
-            request.infer({0: blob})  # releases the GIL: other threads decode, write or infer meanwhile
+            request.infer({0: padded[None]})  # releases the GIL: other threads decode, write or infer meanwhile
             output = request.get_output_tensor(0).data[0].copy()
         finally:
             self._requests.put(request)
@@ -217,9 +227,9 @@ class OpenVINODetector:
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
-    """ultralytics' LetterBox (centred, padded with grey 114) as an NCHW float32 RGB blob in [0, 1].
+    """ultralytics' LetterBox: the frame scaled to fit `size` x `size`, centred, padded with grey 114 (uint8 BGR).
 
-    Returns the blob, the scale and the left / top padding, to map boxes back to the frame.
+    Returns the padded image, the scale and the left / top padding, to map boxes back to the frame.
     """
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
@@ -230,7 +240,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-    return cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True), scale, left, top
+    return padded, scale, left, top
 
 
 def person_boxes(
@@ -250,14 +260,14 @@ def person_boxes(
     scoring above `conf`; then NMS at IoU 0.7, at most `max_det` boxes, mapped back through the letterbox. Pure.
     """
     scores = output[4:]
-    best = scores.argmax(axis=0)
-    best_score = scores[best, np.arange(scores.shape[1])]
-    keep = (best == person_class) & (best_score > conf)
-    if not keep.any():
+    # Anchors whose person score clears `conf`, then those among them where no other class scores higher.
+    candidates = np.flatnonzero(scores[person_class] > conf)
+    candidates = candidates[scores[:, candidates].argmax(axis=0) == person_class]
+    if candidates.size == 0:
         return EMPTY.copy()
-    cx, cy, w, h = output[:4, keep]
+    cx, cy, w, h = output[:4, candidates]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    confidence = best_score[keep]
+    confidence = scores[person_class, candidates]
     order = nms(boxes, confidence, NMS_IOU)[:max_det]
     boxes, confidence = boxes[order], confidence[order]
     boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - left) / scale).clip(0, width)
