@@ -14,6 +14,7 @@ it a new Redis connection, for every message. The in-memory layer (one process, 
 """
 
 import asyncio
+import json
 import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -98,18 +99,20 @@ async def _send(layer: Any, groups: tuple[str, ...], message: dict[str, Any]) ->
 def publish(location_id: int, message: dict[str, Any]) -> bool:
     """Send `message` to everyone watching all locations and to those watching this one.
 
-    `message["type"]` names the consumer handler (e.g. "crowd_update"), and the message is sent to
-    clients as it is. Returns False when the channel layer could not be reached in time.
+    `message["type"]` names the kind of update (e.g. "crowd_update"); clients receive the message as it is, as JSON.
+    It is encoded once here, not once per watching client. Returns False when the channel layer could not be
+    reached in time.
     """
     layer = get_channel_layer()
     if layer is None:
         return False
     groups = (ALL_LOCATIONS_GROUP, location_group(location_id))
+    event = {"type": message["type"], "text": json.dumps(message)}
     try:
         if isinstance(layer, InMemoryChannelLayer):
-            async_to_sync(_send)(layer, groups, message)
+            async_to_sync(_send)(layer, groups, event)
         else:
-            _publisher.run(_send(_publisher.layer_for(layer), groups, message), settings.PUBLISH_TIMEOUT)
+            _publisher.run(_send(_publisher.layer_for(layer), groups, event), settings.PUBLISH_TIMEOUT)
     except Exception:
         logger.warning("Could not publish %s for location %s", message.get("type"), location_id, exc_info=True)
         return False

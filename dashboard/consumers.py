@@ -9,11 +9,17 @@ dashboard does every 20 s): a user who signed out elsewhere, whose session expir
 the dashboard permission stops receiving within one ping.
 """
 
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
 
@@ -30,7 +36,50 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_UNKNOWN_LOCATION = 4404
 
 
+async def dispatch_serially(sources: list[Callable[[], Awaitable[Any]]], dispatch: Callable[[Any], Awaitable[None]]):
+    """Channels' `await_many_dispatch` without its per-message cost: messages from several sources (the client's
+    socket, the channel layer) are handed to `dispatch` one at a time, in arrival order.
+
+    Channels creates a task and runs `asyncio.wait` over both sources for every message; with 1,000 watching
+    clients that was a fifth of the server's CPU (py-spy, bench/ws_fanout.py). Here one reader task per source
+    feeds a queue for the whole connection.
+    """
+    arrived: asyncio.Queue[tuple[Any, Exception | None]] = asyncio.Queue()
+
+    async def read(source: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            while True:
+                arrived.put_nowait((await source(), None))
+        except Exception as exc:  # noqa: BLE001 -- handed to the dispatching loop, which raises it
+            arrived.put_nowait((None, exc))
+
+    readers = [asyncio.ensure_future(read(source)) for source in sources]
+    try:
+        while True:
+            message, error = await arrived.get()
+            if error is not None:
+                raise error
+            await dispatch(message)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+
 class CrowdConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # AsyncConsumer.__call__, with dispatch_serially for Channels' await_many_dispatch.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await dispatch_serially(sources, self.dispatch)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -70,22 +119,17 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self.send_json({"type": "error", "detail": 'Unsupported message; only {"type": "ping"} is accepted.'})
 
-    # Pushed updates need no database. Channels' default dispatch first runs close_old_connections in the one
-    # sync thread for every message, so 1,000 watching clients queue 10,000 thread hops a second behind each
-    # other and updates arrive seconds late (docs/PERFORMANCE.md, bench/ws_fanout.py): send them straight away.
+    # Pushed updates (crowd_monitor.realtime.publish: already encoded as JSON text, once for every client) need no
+    # database. Channels' default dispatch first runs close_old_connections in the one sync thread for every
+    # message, so 1,000 watching clients queue 10,000 thread hops a second behind each other and updates arrive
+    # seconds late (docs/PERFORMANCE.md, bench/ws_fanout.py): send them straight away.
     PUSHED = frozenset({"crowd_update", "alert_update"})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.PUSHED:
-            await self.send_json(message)
+            await self.send(text_data=message["text"])
         else:
             await super().dispatch(message)
-
-    async def crowd_update(self, event: dict[str, Any]) -> None:
-        await self.send_json(event)
-
-    async def alert_update(self, event: dict[str, Any]) -> None:
-        await self.send_json(event)
 
     @database_sync_to_async
     def _may_watch(self, user: Any) -> bool:

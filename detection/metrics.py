@@ -7,7 +7,7 @@ Metric names (labels in brackets; `camera` is the camera id, or `location-<id>` 
     crowd_worker_frames_total[camera]                frames taken from the camera and counted
     crowd_worker_readings_total[camera, outcome]     readings written (stored) or kept for later (spooled)
     crowd_worker_errors_total[camera, kind]          source / frozen / count / store failures
-    crowd_worker_inference_seconds[camera]           counting time per frame (histogram)
+    crowd_worker_inference_seconds[camera]           counting time per frame, waits for an inference request included
     crowd_worker_lag_seconds[camera]                 from the start of the pass to the reading written (histogram)
     crowd_worker_cycle_seconds                       duration of a pass over all cameras (histogram)
     crowd_worker_camera_online[camera]               1 while the camera sends frames

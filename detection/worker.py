@@ -405,7 +405,7 @@ class DetectionWorker:
         return sampled, failed
 
     def _fetch(self, feed: Feed) -> list[Frame]:
-        """In a fetch thread: the frames of the feed's next reading (opening its source once and keeping it open).
+        """In a sampling thread: the frames of the feed's next reading (opening its source once and keeping it open).
 
         A live camera gives `frames_per_reading` frames, `frame_spacing` s apart; recordings and image sets give
         one, as they stand for a camera sampled once per interval.

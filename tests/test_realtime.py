@@ -457,3 +457,56 @@ def test_server_restart_sockets_close_and_reconnect_to_fresh_state(
     }
     # Live pushes work again after the restart.
     assert (live["location_id"], live["current_count"]) == (gate.pk, 43)
+
+
+def test_messages_from_the_socket_and_the_layer_are_dispatched_one_at_a_time_in_arrival_order() -> None:
+    from dashboard.consumers import dispatch_serially
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        socket: asyncio.Queue[str] = asyncio.Queue()
+        layer: asyncio.Queue[str] = asyncio.Queue()
+        seen: list[str] = []
+        running: list[str] = []
+
+        async def dispatch(message: str) -> None:
+            assert not running, f"{message} dispatched while {running} still running"
+            running.append(message)
+            await asyncio.sleep(0.01)  # a slow handler: nothing else may start meanwhile
+            running.pop()
+            seen.append(message)
+            if message == "disconnect":
+                raise RuntimeError("stop")
+
+        async def feed() -> None:
+            for source, message in [(socket, "connect"), (layer, "update 1"), (layer, "update 2"), (socket, "ping")]:
+                source.put_nowait(message)
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.1)
+            socket.put_nowait("disconnect")
+
+        feeder = asyncio.ensure_future(feed())
+        with pytest.raises(RuntimeError, match="stop"):
+            await dispatch_serially([socket.get, layer.get], dispatch)
+        await feeder
+        return seen, running
+
+    seen, running = asyncio.run(scenario())
+    assert seen == ["connect", "update 1", "update 2", "ping", "disconnect"]
+    assert running == []
+
+
+def test_a_failing_source_ends_the_connection_with_its_error() -> None:
+    from dashboard.consumers import dispatch_serially
+
+    async def broken() -> str:
+        raise ConnectionError("layer gone")
+
+    async def idle() -> str:
+        await asyncio.sleep(60)
+        return "never"
+
+    async def dispatch(message: str) -> None:
+        raise AssertionError(f"nothing to dispatch, got {message}")
+
+    with pytest.raises(ConnectionError, match="layer gone"):
+        asyncio.run(asyncio.wait_for(dispatch_serially([idle, broken], dispatch), 5))

@@ -69,7 +69,10 @@ class Command(BaseCommand):
             help="serve Prometheus metrics on this port (0: off); with --workers N, worker i uses port + i",
         )
         scaling.add_argument(
-            "--fetch-threads", type=int, default=4, help="threads fetching and decoding frames ahead of the counter"
+            "--fetch-threads",
+            type=int,
+            default=4,
+            help="sampling threads: each reads, decodes and counts one camera's frame at a time",
         )
         scaling.add_argument(
             "--spool-dir",
