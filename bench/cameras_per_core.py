@@ -117,15 +117,19 @@ def main() -> int:
         estimate = max(1, math.floor(args.interval * args.headroom / per_frame))
         print(f"pipeline cost {per_frame * 1000:.0f} ms/frame (4 cameras, back to back) -> try {estimate} cameras")
         results = {}
-        for n in (estimate, math.ceil(estimate * 1.15), math.floor(estimate * 0.85)):
-            if n in results or n < 1:
-                continue
+
+        def run(n: int) -> bool:
             results[n] = trial(n, args.interval, args.passes)
             show(results[n])
-            if n == estimate and not results[n]["kept"]:
-                continue  # try fewer
-            if n > estimate and not results[n]["kept"]:
-                break
+            return results[n]["kept"]
+
+        if run(estimate):
+            run(math.ceil(estimate * 1.15))  # one step up: the figure is at least the estimate
+        else:
+            n = estimate  # step down until a trial keeps its cadence
+            while n > 1 and not results[n]["kept"]:
+                n = max(1, min(n - 1, math.floor(n * 0.85)))
+                run(n)
         kept = [n for n, r in results.items() if r["kept"]]
         best = max(kept) if kept else 0
         print(
