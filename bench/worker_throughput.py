@@ -52,6 +52,27 @@ def main() -> int:
         # Counted readings are dropped where the writer thread would store them.
         DetectionWorker._store = lambda self, items: setattr(self, "recorded", self.recorded + len(items))
 
+    # CPU of the worker's own threads (OpenVINO's inference threads excluded): sampling (read, decode, pre- and
+    # post-processing) and the writer (storing and broadcasting).
+    thread_cpu: dict[str, float] = {}
+    sample, write_loop = DetectionWorker._sample, DetectionWorker._write_loop
+
+    def timed_sample(self: DetectionWorker, feed: object) -> object:
+        started = time.thread_time()
+        try:
+            return sample(self, feed)
+        finally:
+            thread_cpu["sampling"] = thread_cpu.get("sampling", 0.0) + time.thread_time() - started
+
+    def timed_write_loop(self: DetectionWorker) -> None:
+        try:
+            write_loop(self)
+        finally:
+            thread_cpu["writer"] = time.thread_time()
+
+    DetectionWorker._sample = timed_sample
+    DetectionWorker._write_loop = timed_write_loop
+
     model = settings.DETECTION_MODEL
     if not Path(model).exists():
         print(f"DETECTION_MODEL {model} not found", file=sys.stderr)
@@ -88,13 +109,15 @@ def main() -> int:
             report=lambda line: None,
             fetch_threads=args.fetch_threads,
         )
+        thread_cpu.clear()
         started, cpu = time.perf_counter(), time.process_time()
         recorded = worker.run(cycles=args.passes)
         elapsed = time.perf_counter() - started
         cpu_ms = (time.process_time() - cpu) * 1000 / total
         stored = total if args.without_store else CrowdLog.objects.filter(location=location).count()
         assert recorded == stored == total, (recorded, stored, total)
-        return total / elapsed, cpu_ms, worker.metrics.stats()
+        stats = {**worker.metrics.stats(), **{f"{k}_cpu_ms": v * 1000 / total for k, v in thread_cpu.items()}}
+        return total / elapsed, cpu_ms, stats
 
     try:
         print(_common.machine())
@@ -116,6 +139,10 @@ def main() -> int:
                 f"  predict {base_runs[-1]:6.1f} frames/s ({base_cpu[-1]:5.1f} CPU-ms/frame) | pipeline {rate:6.1f} "
                 f"frames/s ({cpu_ms:5.1f} CPU-ms/frame; inference p50 {stats['inference_ms_p50']} ms, "
                 f"lag p95 {stats['lag_ms_p95']} ms)"
+            )
+            print(
+                f"    pipeline threads, CPU ms per frame: sampling {stats.get('sampling_cpu_ms', 0):.1f}, "
+                f"writer {stats.get('writer_cpu_ms', 0):.1f} (OpenVINO's inference threads not included)"
             )
         base, pipe = statistics.median(base_runs), statistics.median(pipe_runs)
         print(
