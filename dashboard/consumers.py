@@ -36,7 +36,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_UNKNOWN_LOCATION = 4404
 
 
-async def dispatch_serially(sources: list[Callable[[], Awaitable[Any]]], dispatch: Callable[[Any], Awaitable[None]]):
+async def dispatch_serially(
+    sources: list[Callable[[], Awaitable[Any]]], dispatch: Callable[[Any], Awaitable[None]]
+) -> None:
     """Channels' `await_many_dispatch` without its per-message cost: messages from several sources (the client's
     socket, the channel layer) are handed to `dispatch` one at a time, in arrival order.
 

@@ -2,9 +2,9 @@
 
 While the database is unreachable the detection worker appends each reading here (with its idempotency key and
 its original timestamp) instead of losing it; once the database answers again the spool is written oldest first
-through `locations.services.record_reading` — still the only way a reading is stored — and a row leaves the
+through `locations.services.record_readings` — still the only way a reading is stored — and a row leaves the
 spool only after its write committed. A write that committed but whose answer was lost is written again with
-the same key and stored once (`record_reading(key=...)`), so nothing is lost and nothing is doubled.
+the same key and stored once (`NewReading.key`), so nothing is lost and nothing is doubled.
 
 One file per directory, shared by every worker process of the host (SQLite serialises their appends); one
 process flushes at a time (an exclusive `flock` on a lock file beside it), so readings stay in order. A worker
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS readings (
 
 @dataclass
 class PendingReading:
-    """Everything `record_reading` needs, taken when the frame was counted."""
+    """Everything the write path (`record_readings`) needs, taken when the frame was counted."""
 
     key: str
     location_id: int

@@ -7,7 +7,7 @@ A live camera whose picture stops changing (a frozen encoder or stream) counts a
 The work of a pass is pipelined so that the CPU spends its time on inference rather than waiting:
 
     sampling threads (`fetch_threads`)                 main thread                writer thread
-    open / read / decode frames, count people   -->   per-camera state   -->   record_reading (or spool),
+    open / read / decode frames, count people   -->   per-camera state   -->   record_readings (or spool),
                                                                                 latest frame, status
 
 Live sources (RTSP, MJPEG, webcams) already read on a thread of their own, keeping only the newest frame;
@@ -15,10 +15,10 @@ a sampling thread takes that frame, or fetches a snapshot / decodes a file frame
 cameras' frames are counted at once where the counter can run them side by side (`Counter.parallel`: OpenVINO
 inference streams); the counter's own request pool bounds how many. The main thread keeps what must stay in
 order per camera (the previous reading, online / offline state) and hands readings to the writer. The writer
-stores readings in order through `locations.services.record_reading`, each with an idempotency key; while the
-database is unreachable it keeps them in the spool (detection/spool.py) and writes them, in order and exactly
-once, when it is back. With a `LeaseKeeper` (detection/leases.py) the
-worker samples only the cameras it holds, so several workers share the cameras.
+stores what was counted since its last write together, in order, through `locations.services.record_readings`,
+each reading with an idempotency key; while the database is unreachable it keeps them in the spool
+(detection/spool.py) and writes them, in order and exactly once, when it is back. With a `LeaseKeeper`
+(detection/leases.py) the worker samples only the cameras it holds, so several workers share the cameras.
 """
 
 from __future__ import annotations

@@ -169,7 +169,8 @@ class OpenVINODetector:
         self.person_class = _person_class(names, str(folder))
         self.classes = len(names)
         self.conf = conf
-        network = ov.Core().read_model(str(xml))
+        core = ov.Core()
+        network = core.read_model(str(xml))
         imgsz = metadata.get("imgsz") or [640, 640]
         self.input_size = int(imgsz[0]) if isinstance(imgsz, list) else int(imgsz)
         if network.input(0).get_partial_shape().is_dynamic:
@@ -187,7 +188,7 @@ class OpenVINODetector:
         )
         ppp.input().model().set_layout(ov.Layout("NCHW"))
         ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
-        compiled = ov.Core().compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+        compiled = core.compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
         self.parallel = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests: queue.Queue[Any] = queue.Queue()
         for _ in range(self.parallel):
