@@ -125,6 +125,12 @@ def describe(calibration: Any) -> list[tuple[str, str]] | None:
     elif kind == "isotonic":
         knots = zip(calibration.get("x", []), calibration.get("y", []), strict=False)
         mapping = "isotonic: " + ", ".join(f"{x:g} → {y:g}" for x, y in knots)
+    elif kind == "boxes":
+        missed = (calibration.get("boxes") or {}).get("missed", 0)
+        mapping = (
+            "box model: each detected box weighed by how likely it is a person on this camera (learnt from the "
+            f"clicked heads), plus {missed:.1f} people per frame no box finds"
+        )
     else:
         mapping = "identity: no correction beat the raw count on held-back frames"
     rows = [("Counting mode", str(calibration.get("mode") or "any")), ("Map (raw estimate → count)", mapping)]
@@ -252,6 +258,7 @@ def run_calibrate_camera(camera: Camera, frames: list[CalibrationFrame]) -> FitR
     """`manage.py calibrate_camera` on the labelled frames, in a subprocess with this process's environment."""
     with tempfile.TemporaryDirectory(prefix="calibrate-") as folder:
         counts = Path(folder) / "counts.csv"
+        heads = {}  # the clicked heads in frame pixels: calibrate_camera fits a box model from them
         with counts.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "count"])
@@ -259,10 +266,12 @@ def run_calibrate_camera(camera: Camera, frames: list[CalibrationFrame]) -> FitR
                 name = f"frame-{frame.pk}.jpg"
                 (Path(folder) / name).write_bytes(bytes(frame.jpeg))
                 writer.writerow([name, frame.count])
+                heads[name] = [[x * frame.width, y * frame.height] for x, y in frame.heads]
+        (Path(folder) / "heads.json").write_text(json.dumps(heads))
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "calibrate_camera", str(camera.pk)]
         try:
             result = subprocess.run(
-                [*command, "--counts", str(counts)],
+                [*command, "--counts", str(counts), "--heads", str(Path(folder) / "heads.json")],
                 cwd=settings.BASE_DIR,
                 capture_output=True,
                 text=True,

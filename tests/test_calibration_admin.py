@@ -6,6 +6,7 @@ data (transaction=True) and need PostgreSQL or a file SQLite database (not pytes
 """
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,37 @@ def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
     assert 0 <= stored["heldout_mae_after"] <= stored["heldout_mae_before"]
     assert f"{stored['heldout_mae_before']:.2f} before → {stored['heldout_mae_after']:.2f} after" in text
     assert "Best: mode" in text  # the command's own output
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@pytest.mark.django_db(transaction=True)
+def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(
+    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames labelled by clicking every head: the fit hands the heads to calibrate_camera, which weighs a box model
+    against the maps (the human points of the Mall set stand in for clicks)."""
+    model = Path(settings.DETECTION_MODEL)
+    if not model.exists():
+        model = SHARED / "models" / "yolov8n_int8_openvino_model"
+    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
+    monkeypatch.setenv("DETECTION_MODEL", str(model))
+    points = json.loads((MALL / "points.json").read_text())
+    with (MALL / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))[::10][:8]
+    for row in rows:
+        heads = [[round(x / 640, 4), round(y / 480, 4)] for x, y in points[row["image"]]]
+        with open(MALL / row["image"], "rb") as image:
+            add_frame(camera, count=len(heads), data=image.read(), heads=heads)
+
+    response = admin.post(url("_fit", camera.pk))
+    text = response.content.decode()
+    assert "Calibration fitted and stored" in text, text
+    assert "calibrated (boxes)" in text and "No box model" not in text, text
+    camera.refresh_from_db()
+    assert camera.calibration["n_frames"] == 8
+    if camera.calibration["kind"] == "boxes":  # chosen when it beat the maps on these frames
+        assert "box model: each detected box" in text
 
 
 # --- in a real browser --------------------------------------------------------------------------------------------

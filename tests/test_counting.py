@@ -5,6 +5,7 @@ are loaded once per session. Tests that need images or weights that are not besi
 """
 
 import csv
+import json
 import threading
 from io import StringIO
 from pathlib import Path
@@ -146,6 +147,54 @@ def test_calibration_fits_a_monotone_map_and_cross_validates() -> None:
     assert calib.Calibration.from_json(model.to_json()).apply(20) == pytest.approx(model.apply(20), abs=1e-3)
 
 
+def synthetic_frame(rng: np.random.Generator, people: int) -> calib.LabelledFrame:
+    """People (boxes on their heads, confidence anywhere from 0.02 to 0.9), each also found a second time by a
+    weak box inside its own, plus faint wide boxes on nobody: what a detector gives down to a confidence of 0.01."""
+    heads, boxes = [], []
+    for _ in range(people):
+        x, y, h = rng.uniform(40, 600), rng.uniform(60, 400), rng.uniform(40, 80)
+        heads.append([x, y + 0.1 * h])
+        boxes.append([x - 0.2 * h, y, x + 0.2 * h, y + h, rng.uniform(0.02, 0.9)])
+        boxes.append([x - 0.15 * h, y + 0.3 * h, x + 0.15 * h, y + 0.9 * h, rng.uniform(0.01, 0.05)])
+    for _ in range(people // 2):
+        x, y = rng.uniform(40, 600), rng.uniform(60, 400)
+        boxes.append([x - 40, y, x + 40, y + 30, rng.uniform(0.01, 0.2)])
+    return calib.LabelledFrame(np.array(boxes), np.array(heads), 640, 480)
+
+
+def test_heads_match_one_box_each_and_a_second_box_on_a_person_stays_unmatched() -> None:
+    boxes = np.array(
+        [
+            [100, 100, 130, 180, 0.9],  # a person: head point (115, 109.6)
+            [105, 120, 128, 175, 0.2],  # the same person again, lower and smaller
+            [300, 300, 330, 380, 0.5],  # nobody clicked here
+        ]
+    )
+    heads = np.array([[116, 110], [500, 50]])
+    assert calib.match_heads(boxes, heads).tolist() == [True, False, False]
+    assert calib.match_heads(boxes, np.zeros((0, 2))).tolist() == [False] * 3
+    assert calib.match_heads(np.zeros((0, 5)), heads).tolist() == []
+
+
+def test_box_model_learns_which_boxes_are_people() -> None:
+    rng = np.random.default_rng(7)
+    model = calib.fit_box_model([synthetic_frame(rng, int(rng.integers(10, 40))) for _ in range(10)])
+    errors, raw_errors = [], []
+    for _ in range(20):
+        frame = synthetic_frame(rng, int(rng.integers(5, 60)))
+        errors.append(abs(model.count(frame.boxes, 640, 480) - len(frame.heads)))
+        raw_errors.append(abs(int((frame.boxes[:, 4] >= 0.1).sum()) - len(frame.heads)))
+    # A confidence threshold miscounts (weak people lost, faint boxes kept); the model weighs each box instead.
+    assert np.mean(errors) < 1.5 < np.mean(raw_errors)
+    assert model.missed == 0  # every synthetic person has a box
+    stored = calib.Calibration("boxes", "detect", boxes=model).to_json()
+    loaded = calib.Calibration.from_json(json.loads(json.dumps(stored)))
+    assert loaded is not None and loaded.boxes is not None
+    assert loaded.boxes.count(frame.boxes, 640, 480) == pytest.approx(model.count(frame.boxes, 640, 480), abs=0.05)
+    # A damaged box model is not applied (the camera counts uncalibrated) rather than guessed at.
+    assert calib.Calibration.from_json({**stored, "boxes": {"weights": [1.0]}}) is None
+
+
 # --- density models on real images -------------------------------------------------------------------------------
 
 
@@ -270,6 +319,79 @@ def test_calibration_lowers_the_error_on_held_back_frames(tmp_path: Path) -> Non
     assert stored["mode"] == "density" == camera.counting_mode
     assert stored["n_fit"] == 4 and stored["n_heldout"] == 4
     assert stored["heldout_mae_after"] < stored["heldout_mae_before"] / 2, out.getvalue()
+
+
+@needs_data
+@needs_yolo
+@needs_sanet
+@pytest.mark.django_db
+def test_clicked_heads_fit_a_box_model_that_the_worker_applies(tmp_path: Path, engine: CountingEngine) -> None:
+    """The Mall counter is unbiased, so no map from its count helps; the heads clicked on 10 frames teach it which
+    of its boxes are people on this camera, and the error on the held-back frames drops."""
+    rows = manifest("mall")[::2]
+    points = json.loads((DATA / "mall" / "points.json").read_text())
+    counts = tmp_path / "counts.csv"
+    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps({str(p): points[f"images/{p.name}"] for p, _ in rows}))
+    location = Location.objects.create(name="Mall", capacity_limit=100)
+    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    out = StringIO()
+    call_command(
+        "calibrate_camera",
+        str(camera.pk),
+        *("--counts", str(counts), "--heads", str(heads), "--modes", "detect", "--fit", "10"),
+        *("--model", str(YOLO_MODEL)),
+        stdout=out,
+    )
+    camera.refresh_from_db()
+    stored = camera.calibration
+    assert (stored["kind"], stored["mode"], camera.counting_mode) == ("boxes", "detect", "detect"), out.getvalue()
+    assert stored["n_fit"] == 10 and stored["n_heldout"] == len(rows) - 10
+    assert stored["heldout_mae_after"] < 0.95 * stored["heldout_mae_before"], out.getvalue()
+
+    # The worker's path: the camera's profile, its box model applied while counting.
+    profile = CameraProfile.load(camera.pk)
+    assert profile.calibration is not None and profile.calibration.boxes is not None
+    frame = cv2.imread(str(rows[1][0]))
+    result = count_frame(engine, frame, profile)
+    candidates, _ = engine.candidates(frame, None, profile.calibration.boxes.floor)
+    assert result.count == round(profile.calibration.boxes.count(candidates, 640, 480))
+    assert "calibrated (boxes)" in result.notes and result.requested_mode == "detect"
+    assert result.low < result.count < result.high
+    # With the worker forced to another mode the box model (fitted on detect boxes) does not apply.
+    engine.forced = True
+    try:
+        assert "calibrated (boxes)" not in count_frame(engine, frame, profile).notes
+    finally:
+        engine.forced = False
+
+
+@needs_data
+@needs_yolo
+@pytest.mark.django_db
+def test_heads_that_do_not_cover_every_frame_fit_no_box_model(tmp_path: Path) -> None:
+    rows = manifest("mall")[:4]
+    points = json.loads((DATA / "mall" / "points.json").read_text())
+    counts = tmp_path / "counts.csv"
+    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    heads = {str(p): points[f"images/{p.name}"] for p, _ in rows}
+    heads[str(rows[0][0])] = heads[str(rows[0][0])][:3]  # a count typed, three heads clicked
+    heads_file = tmp_path / "heads.json"
+    heads_file.write_text(json.dumps(heads))
+    location = Location.objects.create(name="Mall", capacity_limit=100)
+    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    command = ("calibrate_camera", str(camera.pk), "--counts", str(counts), "--model", str(YOLO_MODEL))
+    out = StringIO()
+    call_command(*command, "--heads", str(heads_file), "--modes", "detect", stdout=out)
+    assert f"No box model: {rows[0][0].name} has 3 clicked head(s) for a count of {rows[0][1]}" in out.getvalue()
+    camera.refresh_from_db()
+    assert camera.calibration["kind"] != "boxes"
+
+    with pytest.raises(CommandError, match="not a readable JSON"):
+        call_command(*command, "--heads", str(tmp_path / "missing.json"), "--modes", "detect")
+    with pytest.raises(CommandError, match="include detect"):
+        call_command(*command, "--heads", str(heads_file), "--modes", "auto")
 
 
 @needs_data

@@ -6,7 +6,12 @@ Fitted from a handful of frames with human counts (manage.py calibrate_camera), 
 - `scale`     : y = a * x (one parameter: a camera's systematic under/over-count);
 - `linear`    : y = a * x + b (a >= 0);
 - `isotonic`  : a non-decreasing step map (pool-adjacent-violators), extended beyond the fitted range by the
-                ratio at its ends so that a crowd larger than any calibration frame still counts higher.
+                ratio at its ends so that a crowd larger than any calibration frame still counts higher;
+- `boxes`     : when the heads were clicked, not only counted: a per-camera model of which of the detector's
+                boxes, down to a confidence of 0.01, are people (`BoxModel`). The count is the sum of the boxes'
+                probabilities plus the people no box finds. A map can only remove a camera's systematic error; the
+                box model also learns where this camera's detector is fooled (a poster, a reflection, a person
+                found twice) and where half-hidden people score low, which varies from frame to frame.
 
 Stored on the camera as JSON (see `Calibration.to_json`) and applied by the worker to every reading of that camera
 (count and interval bounds). Pure functions, no Django.
@@ -21,7 +26,58 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("identity", "scale", "linear", "isotonic")
+KINDS = ("identity", "scale", "linear", "isotonic", "boxes")
+# A box model judges the detector's boxes down to this confidence: below it, boxes are almost never people.
+BOX_FLOOR = 0.01
+HEAD_AT = 0.12  # a person box's head point: top centre, this share of the box height down
+
+
+@dataclass(frozen=True)
+class BoxModel:
+    """P(a box is a person) by logistic regression on `box_features`, and the people no box finds."""
+
+    weights: tuple[float, ...]  # on the standardised features, then the intercept
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+    missed: float  # mean people per frame that no box down to `floor` matched
+    floor: float = BOX_FLOOR
+
+    def probabilities(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
+        boxes = boxes[boxes[:, 4] >= self.floor]
+        if len(boxes) == 0:
+            return np.zeros(0)
+        x = (box_features(boxes, width, height) - np.asarray(self.center)) / np.asarray(self.scale)
+        z = x @ np.asarray(self.weights[:-1]) + self.weights[-1]
+        return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+    def count(self, boxes: np.ndarray, width: int, height: int) -> float:
+        return float(self.probabilities(boxes, width, height).sum()) + self.missed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weights": [round(v, 6) for v in self.weights],
+            "center": [round(v, 6) for v in self.center],
+            "scale": [round(v, 6) for v in self.scale],
+            "missed": round(self.missed, 4),
+            "floor": self.floor,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> BoxModel | None:
+        try:
+            model = cls(
+                tuple(float(v) for v in data["weights"]),
+                tuple(float(v) for v in data["center"]),
+                tuple(float(v) for v in data["scale"]),
+                float(data["missed"]),
+                float(data.get("floor", BOX_FLOOR)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        if len(model.center) != FEATURES or len(model.scale) != FEATURES or len(model.weights) != FEATURES + 1:
+            return None
+        return model
 
 
 @dataclass(frozen=True)
@@ -32,9 +88,11 @@ class Calibration:
     b: float = 0.0
     xs: tuple[float, ...] = ()
     ys: tuple[float, ...] = ()
+    boxes: BoxModel | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def apply(self, value: float) -> float:
+        """The map applied to a raw estimate (a box model needs the boxes: the counting engine applies it)."""
         value = max(0.0, float(value))
         if self.kind in ("scale", "linear"):
             return max(0.0, self.a * value + self.b)
@@ -53,6 +111,8 @@ class Calibration:
             data.update(a=round(self.a, 6), b=round(self.b, 6))
         if self.kind == "isotonic":
             data.update(x=[round(v, 4) for v in self.xs], y=[round(v, 4) for v in self.ys])
+        if self.kind == "boxes" and self.boxes is not None:
+            data.update(boxes=self.boxes.to_json())
         data.update(self.report)
         return data
 
@@ -63,6 +123,9 @@ class Calibration:
         kind = data.get("kind", "identity")
         if kind not in KINDS:
             return None
+        boxes = BoxModel.from_json(data.get("boxes")) if kind == "boxes" else None
+        if kind == "boxes" and boxes is None:
+            return None  # a damaged box model: count uncalibrated rather than guess
         return cls(
             kind=kind,
             mode=str(data.get("mode", "")),
@@ -70,6 +133,7 @@ class Calibration:
             b=float(data.get("b", 0.0)),
             xs=tuple(float(v) for v in data.get("x", ())),
             ys=tuple(float(v) for v in data.get("y", ())),
+            boxes=boxes,
         )
 
 
@@ -151,3 +215,118 @@ def choose(x: Sequence[float], y: Sequence[float], mode: str = "", folds: int = 
             "n_frames": len(x),
         },
     )
+
+
+# --- box models (fitted from clicked heads) ----------------------------------------------------------------------
+
+FEATURES = 6
+
+
+@dataclass(frozen=True)
+class LabelledFrame:
+    """A frame's candidate boxes (x1, y1, x2, y2, conf; down to BOX_FLOOR) and the heads a person clicked on it."""
+
+    boxes: np.ndarray
+    heads: np.ndarray  # (H, 2) frame pixels
+    width: int
+    height: int
+
+
+def box_features(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Per box: confidence (logit), foot height and centre across the frame, size (log height), shape (w / h), and
+    the share of it covered by a stronger box (a duplicate of a person already found). Pure."""
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    ranked = boxes[order]
+    h = np.maximum(ranked[:, 3] - ranked[:, 1], 1.0)
+    w = np.maximum(ranked[:, 2] - ranked[:, 0], 1.0)
+    covered = np.zeros(len(ranked))
+    for i in range(1, len(ranked)):
+        ix = np.clip(np.minimum(ranked[i, 2], ranked[:i, 2]) - np.maximum(ranked[i, 0], ranked[:i, 0]), 0, None)
+        iy = np.clip(np.minimum(ranked[i, 3], ranked[:i, 3]) - np.maximum(ranked[i, 1], ranked[:i, 1]), 0, None)
+        covered[i] = (ix * iy).max() / (w[i] * h[i])
+    score = np.clip(ranked[:, 4], 1e-4, 1 - 1e-4)
+    features = np.column_stack(
+        [
+            np.log(score / (1 - score)),
+            ranked[:, 3] / max(height, 1),
+            (ranked[:, 0] + ranked[:, 2]) / 2 / max(width, 1),
+            np.log(h),
+            w / h,
+            covered,
+        ]
+    )
+    out = np.empty_like(features)
+    out[order] = features
+    return out
+
+
+def match_heads(boxes: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """Which boxes are a clicked person: each head goes to at most one box, nearest first, when it lies in the
+    box's upper half near its head point (a second box on the same person stays unmatched). Pure."""
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
+    heads = np.asarray(heads, dtype=float).reshape(-1, 2)
+    matched = np.zeros(len(boxes), dtype=bool)
+    if len(boxes) == 0 or len(heads) == 0:
+        return matched
+    h = np.maximum(boxes[:, 3] - boxes[:, 1], 4.0)[:, None]
+    slack = 0.1 * h
+    hx, hy = heads[None, :, 0], heads[None, :, 1]
+    inside = (
+        (hx >= boxes[:, None, 0] - slack)
+        & (hx <= boxes[:, None, 2] + slack)
+        & (hy >= boxes[:, None, 1] - 1.5 * slack)
+        & (hy <= boxes[:, None, 1] + 0.5 * h)
+    )
+    head_x = (boxes[:, 0] + boxes[:, 2])[:, None] / 2
+    head_y = boxes[:, 1][:, None] + HEAD_AT * h
+    distance = np.hypot(hx - head_x, hy - head_y) / h
+    candidates = np.argwhere(inside & (distance < 0.5))
+    taken = np.zeros(len(heads), dtype=bool)
+    for box, head in candidates[np.argsort(distance[inside & (distance < 0.5)], kind="stable")]:
+        if not matched[box] and not taken[head]:
+            matched[box] = taken[head] = True
+    return matched
+
+
+def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
+    """Logistic regression (L2, Newton's method) of "this box is a clicked person" over the frames' boxes."""
+    if not frames:
+        raise ValueError("A box model needs frames with clicked heads.")
+    features, labels, missed = [], [], []
+    for frame in frames:
+        boxes = frame.boxes[frame.boxes[:, 4] >= BOX_FLOOR] if len(frame.boxes) else frame.boxes.reshape(0, 5)
+        matched = match_heads(boxes, frame.heads)
+        features.append(box_features(boxes, frame.width, frame.height))
+        labels.append(matched.astype(float))
+        missed.append(len(frame.heads) - int(matched.sum()))
+    x, y = np.concatenate(features), np.concatenate(labels)
+    if len(x) == 0:
+        return BoxModel((0.0,) * FEATURES + (-30.0,), (0.0,) * FEATURES, (1.0,) * FEATURES, float(np.mean(missed)))
+    center, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    design = np.column_stack([(x - center) / scale, np.ones(len(x))])
+    weights = np.zeros(design.shape[1])
+    penalty = l2 * np.eye(design.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(design @ weights, -30, 30)))
+        gradient = design.T @ (p - y) + penalty @ weights
+        hessian = (design * (p * (1 - p) + 1e-9)[:, None]).T @ design + penalty + 1e-9 * np.eye(len(weights))
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return BoxModel(tuple(weights.tolist()), tuple(center.tolist()), tuple(scale.tolist()), float(np.mean(missed)))
+
+
+def cross_validate_boxes(frames: Sequence[LabelledFrame], truth: Sequence[float], folds: int = 5) -> float:
+    """MAE of a box model on held-back frames (k interleaved folds, as `cross_validate`)."""
+    n = len(frames)
+    errors = []
+    for held in _folds(n, min(folds, n)):
+        train = np.setdiff1d(np.arange(n), held)
+        if len(train) == 0:
+            continue
+        model = fit_box_model([frames[i] for i in train])
+        errors.extend(abs(model.count(frames[i].boxes, frames[i].width, frames[i].height) - truth[i]) for i in held)
+    return float(np.mean(errors)) if errors else math.nan

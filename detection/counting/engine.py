@@ -25,7 +25,7 @@ import numpy as np
 
 from ..detectors import Counter, CountResult, ModelUnavailable
 from ..yolo import PersonDetector, as_bgr, load_person_detector
-from .calibration import Calibration
+from .calibration import BoxModel, Calibration
 from .density import HOW_TO_SET, DensityEnsemble, DensityModel, load_density_model
 from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, sliced_detect
 from .zones import Zone, boxes_inside, map_mask, parse_zone
@@ -205,9 +205,47 @@ class CountingEngine:
         estimates = {"detect": scene.detect_count} if mode != "density" else {}
         if scene.density_count is not None:
             estimates["density"] = scene.density_count
-        estimates["combined"] = decision.estimate
         notes = [f"sliced {scene.grid}x{scene.grid}"] if scene.grid > 1 else []
-        notes.append(decision.reason)
+        return self._result(image, mode, decision, boxes, estimates, notes, started)
+
+    def count_boxes(self, image: np.ndarray, model: BoxModel, zone: Zone | None = None) -> CountResult:
+        """The `detect` count of a camera with a box model (calibration fitted from clicked heads): every box down
+        to the model's floor, weighed by the probability that it is a person, plus the people no box finds."""
+        started = time.perf_counter()
+        image = as_bgr(image)
+        height, width = image.shape[:2]
+        candidates, grid = self.candidates(image, zone, model.floor)
+        probability = model.probabilities(candidates, width, height)
+        estimate = float(probability.sum()) + model.missed
+        low, high = _interval(estimate, self.rule.crowd_detect_rel)
+        decision = Decision(estimate, "detect", False, False, low, high, "detection judged by the camera's box model")
+        # Shown on the frame: the boxes more likely people than not.
+        boxes = candidates[probability >= 0.5]
+        uncalibrated = float((candidates[:, 4] >= self.detector.conf * self.slicing.crowd_conf_factor).sum())
+        estimates = {"detect": estimate, "uncalibrated": uncalibrated}
+        notes = [f"sliced {grid}x{grid}", "calibrated (boxes)"]
+        return self._result(image, "detect", decision, boxes, estimates, notes, started)
+
+    def candidates(self, image: np.ndarray, zone: Zone | None, floor: float) -> tuple[np.ndarray, int]:
+        """Person boxes down to confidence `floor` in the zone, from the full frame and its tiles (every frame is
+        sliced: the boxes a box model weighs are the small and half-hidden people), and the grid used."""
+        image = as_bgr(image)
+        height, width = image.shape[:2]
+        config = replace(self.slicing, crowd_conf_factor=floor / self.detector.conf)
+        grid = choose_grid(width, height, config)
+        boxes = sliced_detect(self.detector, image, config, grid=grid).boxes
+        return boxes[boxes_inside(boxes, zone, width, height)], grid
+
+    def _result(
+        self,
+        image: np.ndarray,
+        mode: str,
+        decision: Decision,
+        boxes: np.ndarray,
+        estimates: dict[str, float],
+        notes: list[str],
+        started: float,
+    ) -> CountResult:
         height, width = image.shape[:2]
         return CountResult(
             count=round(float(decision.estimate)),
@@ -221,8 +259,8 @@ class CountingEngine:
             requested_mode=mode,
             dense=decision.dense,
             saturated=decision.saturated,
-            estimates=estimates,
-            notes=tuple(notes),
+            estimates={**estimates, "combined": decision.estimate},
+            notes=(*notes, decision.reason),
         )
 
     def estimates_by_mode(self, image: np.ndarray, modes: list[str], zone: Zone | None = None) -> dict[str, float]:
@@ -307,8 +345,8 @@ class CameraState:
 
 def apply_calibration(result: CountResult, calibration: Calibration | None) -> CountResult:
     """The camera's fitted map applied to the count and its interval (when fitted for the mode in use)."""
-    if calibration is None or calibration.kind == "identity":
-        return result
+    if calibration is None or calibration.kind in ("identity", "boxes"):
+        return result  # a box model is applied while counting (count_frame), not to a finished count
     if calibration.mode and result.requested_mode and calibration.mode != result.requested_mode:
         return result  # fitted for another counting mode: its map does not describe this reading
     value = result.estimates.get("combined", float(result.count))
@@ -327,6 +365,9 @@ def count_frame(counter: Counter, image: np.ndarray, profile: CameraProfile) -> 
     """One frame counted the camera's way: its counting mode and zone, then its calibration."""
     if isinstance(counter, CountingEngine):
         mode = None if getattr(counter, "forced", False) else (profile.mode or None)
+        calibration = profile.calibration
+        if calibration is not None and calibration.boxes is not None and (mode or counter.mode) == calibration.mode:
+            return counter.count_boxes(image, calibration.boxes, zone=profile.zone)
         result = counter.count(image, mode=mode, zone=profile.zone)
     else:
         result = counter.count(image)

@@ -2,8 +2,9 @@
 
 import csv
 import glob
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from detection.counting import calibration as calib
 from detection.counting.engine import ENGINE_MODES, CountingEngine
-from detection.counting.zones import parse_zone
+from detection.counting.zones import boxes_inside, parse_zone
 from detection.detectors import ModelUnavailable, load_counter
 from locations.models import Camera
 
@@ -22,8 +23,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 class Command(BaseCommand):
     help = (
         "Calibrate a camera's people count: count labelled frames (CSV image,count) with each counting mode, fit a "
-        "map from raw estimate to true count (identity, scale, linear or isotonic, chosen by cross-validation), "
-        "report the error before/after on held-back frames and store mode + map on the camera."
+        "map from raw estimate to true count (identity, scale, linear or isotonic, chosen by cross-validation) and, "
+        "when the heads were clicked (--heads), a model of which detector boxes are people; report the error "
+        "before/after on held-back frames and store the best on the camera."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,6 +34,11 @@ class Command(BaseCommand):
             "--counts", required=True, help="CSV with columns image,count (paths relative to the CSV or --frames)"
         )
         parser.add_argument("--frames", help="folder or glob of the frames to use (default: every row of --counts)")
+        parser.add_argument(
+            "--heads",
+            help="JSON {image: [[x, y], ...]}: the heads clicked on each frame, in frame pixels (keys as in --counts); "
+            "with it, a box model of the detect mode is fitted too",
+        )
         parser.add_argument(
             "--modes",
             default="",
@@ -75,11 +82,15 @@ class Command(BaseCommand):
             if mode == "density" and engine.density is None:
                 raise CommandError("The density mode needs a density model: set DENSITY_MODEL or --density-model.")
         zone = parse_zone(camera.zone)
+        clicked, skipped = clicked_heads(options["heads"], options["counts"], frames, "detect" in modes)
+        if skipped:
+            self.stdout.write(f"No box model: {skipped}")
 
         self.stdout.write(f"Counting {len(frames)} frame(s) for camera {camera} with modes {', '.join(modes)}...")
         raw: dict[str, list[float]] = {m: [] for m in modes}
         truth = []
-        for path, count in frames:
+        labelled: list[calib.LabelledFrame] = []
+        for index, (path, count) in enumerate(frames):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise CommandError(f"{path}: not a readable image")
@@ -87,29 +98,34 @@ class Command(BaseCommand):
             for mode in modes:
                 raw[mode].append(estimates[mode])
             truth.append(count)
+            if clicked:
+                height, width = image.shape[:2]
+                boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR)
+                heads = clicked[index]
+                heads = heads[boxes_inside(np.column_stack([heads, heads]), zone, width, height)] if zone else heads
+                labelled.append(calib.LabelledFrame(boxes, heads, width, height))
 
         fit_idx, test_idx = split(len(frames), options["fit"])
-        best = None
-        for mode in modes:
-            x = np.array(raw[mode])
-            y = np.array(truth, dtype=float)
-            if options["fit"]:
-                model = calib.choose(x[fit_idx], y[fit_idx], mode=mode, folds=options["folds"])
-                before = float(np.mean(np.abs(x[test_idx] - y[test_idx])))
-                after = float(np.mean([abs(model.apply(v) - t) for v, t in zip(x[test_idx], y[test_idx], strict=True)]))
-                fitted = model
-            else:
-                model = calib.choose(x, y, mode=mode, folds=options["folds"])
-                before, after = model.report["cv_mae_before"], model.report["cv_mae_after"]
-                fitted = model
-            self.stdout.write(
-                f"  {mode:8s} raw MAE {before:6.2f} -> calibrated ({fitted.kind}) {after:6.2f} on held-back frames"
+        y = np.array(truth, dtype=float)
+        candidates = [
+            fit_map(mode, np.array(raw[mode]), y, fit_idx, test_idx, options["fit"], options["folds"]) for mode in modes
+        ]
+        if labelled:
+            candidates.append(
+                fit_boxes(labelled, y, raw["detect"], fit_idx, test_idx, options["fit"], options["folds"])
             )
-            if best is None or after < best[2]:
-                best = (mode, fitted, after, before)
-
-        assert best is not None
-        mode, fitted, after, before = best
+        for candidate in candidates:
+            self.stdout.write(
+                f"  {candidate.mode:8s} raw MAE {candidate.before:6.2f} -> calibrated ({candidate.calibration.kind}) "
+                f"{candidate.after:6.2f} on held-back frames"
+            )
+        # A box model slices every frame: it has to beat the best map clearly (5 %) to be worth it.
+        maps = [c for c in candidates if c.calibration.kind != "boxes"]
+        best = min(maps, key=lambda c: c.after)
+        for candidate in candidates[len(maps) :]:
+            if candidate.after < best.after * 0.95:
+                best = candidate
+        mode, fitted, after, before = best.mode, best.calibration, best.after, best.before
         stored = fitted.to_json()
         stored.update(
             mode=mode,
@@ -133,6 +149,84 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Stored on camera {camera.pk}; the worker applies it from its next pass.")
         )
+
+
+class Candidate(NamedTuple):
+    mode: str
+    calibration: calib.Calibration
+    before: float  # MAE on held-back frames (--fit) or cross-validated, raw
+    after: float  # ... calibrated (what the choice is made on)
+
+
+def fit_map(
+    mode: str, x: np.ndarray, truth: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, fit: int, folds: int
+) -> Candidate:
+    """A mode's best map from raw estimate to count: fitted on the fit frames and measured on the rest, or
+    cross-validated on all frames."""
+    if not fit:
+        model = calib.choose(x, truth, mode=mode, folds=folds)
+        before, after = model.report["cv_mae_before"], model.report["cv_mae_after"]
+        return Candidate(mode, model, before, after)
+    model = calib.choose(x[fit_idx], truth[fit_idx], mode=mode, folds=folds)
+    before = float(np.mean(np.abs(x[test_idx] - truth[test_idx])))
+    after = float(np.mean(np.abs(np.array([model.apply(v) for v in x[test_idx]]) - truth[test_idx])))
+    return Candidate(mode, model, before, after)
+
+
+def fit_boxes(
+    labelled: list[calib.LabelledFrame],
+    truth: np.ndarray,
+    raw_detect: list[float],
+    fit_idx: np.ndarray,
+    test_idx: np.ndarray,
+    fit: int,
+    folds: int,
+) -> Candidate:
+    """The detect mode's box model: fitted on the fit frames and measured on the rest, or cross-validated."""
+    x = np.array(raw_detect)
+    if not fit:
+        after = calib.cross_validate_boxes(labelled, truth, folds)
+        before = float(np.mean(np.abs(x - truth)))
+        report = {"cv_mae_before": round(before, 3), "cv_mae_after": round(after, 3), "n_frames": len(labelled)}
+        model = calib.Calibration("boxes", "detect", boxes=calib.fit_box_model(labelled), report=report)
+        return Candidate("detect", model, before, after)
+    fitting = [labelled[i] for i in fit_idx]
+    boxes = calib.fit_box_model(fitting)
+    estimates = np.array([boxes.count(labelled[i].boxes, labelled[i].width, labelled[i].height) for i in test_idx])
+    after = float(np.mean(np.abs(estimates - truth[test_idx])))
+    before = float(np.mean(np.abs(x[test_idx] - truth[test_idx])))
+    return Candidate("detect", calib.Calibration("boxes", "detect", boxes=boxes), before, after)
+
+
+def clicked_heads(
+    heads_json: str | None, counts_csv: str, frames: list[tuple[Path, int]], detect: bool
+) -> tuple[list[np.ndarray], str]:
+    """Each frame's clicked heads (frame pixels) when --heads covers every frame with all its people; else no
+    heads and why."""
+    if not heads_json:
+        return [], ""
+    if not detect:
+        raise CommandError("--heads fits a model of the detect mode's boxes: include detect in --modes.")
+    try:
+        data = json.loads(Path(heads_json).read_text())
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{heads_json}: not a readable JSON file ({exc}).") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"{heads_json}: expected an object {{image: [[x, y], ...]}}.")
+    base = Path(counts_csv).parent
+    heads = []
+    for path, count in frames:
+        keys = (str(path.relative_to(base)) if path.is_relative_to(base) else None, str(path), path.name)
+        points = next((data[k] for k in keys if k is not None and k in data), None)
+        try:
+            array = np.asarray(points if points is not None else [], dtype=float).reshape(-1, 2)
+        except ValueError:
+            raise CommandError(f"{heads_json}: the heads of {path.name} are not [x, y] pairs.") from None
+        if points is None or len(array) != count:
+            # A typed count (or a partly clicked frame) says how many people, not which boxes are people.
+            return [], f"{path.name} has {len(array)} clicked head(s) for a count of {count}; click every head."
+        heads.append(array)
+    return heads, ""
 
 
 def split(n: int, fit: int) -> tuple[np.ndarray, np.ndarray]:

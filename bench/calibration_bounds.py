@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""How low can a per-camera calibration bring the error? Bounds from clicked heads, on the product's own boxes.
+
+A map from raw count to true count (calibrate_camera's scale / linear / isotonic) removes a camera's systematic
+error; on a camera whose counter is already unbiased what is left is per-frame noise. This benchmark uses the heads
+a person clicked on each frame (points.json beside the dataset's manifest) to measure where that noise comes from
+and how far a correction of the product's person boxes can go:
+
+- `product`      : the product's detect count, uncalibrated;
+- `box model`    : calibrate_camera's box model (detection/counting/calibration.py: a per-camera logistic model of
+                   which boxes down to confidence 0.01 are people, plus the people no box finds), fitted on the fit
+                   frames' clicked heads;
+- `oracle F`     : keep exactly the boxes down to confidence F that match a clicked head (no false box, no
+                   duplicate) and add the mean number of people no such box finds (from the fit frames). No
+                   correction that only accepts or rejects boxes can do better; what remains is the frame-to-frame
+                   variation of the people the detector misses altogether.
+
+Errors are MAE on held-back frames: fit on `--fit` evenly spaced frames (as `calibrate_camera --fit` does), and the
+mean and worst over `--splits` random draws of as many frames.
+
+    .venv/bin/python bench/calibration_bounds.py                   # Mall, fit on 10 frames
+    .venv/bin/python bench/calibration_bounds.py --floors 0.01,0.1 --splits 50
+
+The frames are research data for evaluation only: read where they lie, never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import _common
+import numpy as np
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(_common.SHARED / "data" / "mall"), help="dataset folder")
+    parser.add_argument("--model", default=os.environ.get("DETECTION_MODEL") or str(_common.DEFAULT_MODEL))
+    parser.add_argument("--fit", type=int, default=10, help="frames to fit on (the rest are held back)")
+    parser.add_argument("--splits", type=int, default=20, help="random fit draws besides the evenly spaced one")
+    parser.add_argument("--floors", default="0.01,0.05,0.1,0.25", help="box confidences the oracle starts from")
+    args = parser.parse_args()
+    data = Path(args.data)
+    if not (data / "points.json").is_file():
+        parser.error(f"{data / 'points.json'} not found: this benchmark needs the clicked heads of every frame")
+
+    sys.path.insert(0, str(_common.REPO))
+    from detection.counting import calibration as calib
+
+    frames, product = count_frames(data, args.model)
+    n = len(frames)
+    if not 2 <= args.fit < n:
+        parser.error(f"--fit must be between 2 and {n - 1}")
+    fits = [np.unique(np.round(np.linspace(0, n - 1, args.fit)).astype(int))]
+    rng = np.random.default_rng(0)
+    fits += [np.sort(rng.choice(n, args.fit, replace=False)) for _ in range(args.splits)]
+    truth = np.array([len(f.heads) for f in frames], dtype=float)
+
+    def held_back_mae(estimates: np.ndarray, fit: np.ndarray) -> float:
+        rest = np.setdiff1d(np.arange(n), fit)
+        return float(np.mean(np.abs(estimates[rest] - truth[rest])))
+
+    print(f"# {_common.machine()}")
+    print(f"# {data.name}: {n} frames, mean count {truth.mean():.1f}; fit on {args.fit}, held back {n - args.fit}")
+    print(f"{'method':<12} {'held-back MAE':>13} {'random fits: mean':>18} {'worst':>6}   notes")
+    report("product", [held_back_mae(product, fit) for fit in fits], "no calibration")
+    errors = []
+    for fit in fits:
+        model = calib.fit_box_model([frames[i] for i in fit])
+        errors.append(held_back_mae(np.array([model.count(f.boxes, f.width, f.height) for f in frames]), fit))
+    candidates = np.mean([len(f.boxes) for f in frames])
+    report("box model", errors, f"{candidates:.0f} candidate boxes per frame")
+    for floor in sorted(float(f) for f in args.floors.split(",")):
+        found = np.array([calib.match_heads(f.boxes[f.boxes[:, 4] >= floor], f.heads).sum() for f in frames])
+        missed = truth - found
+        report(
+            f"oracle {floor:g}",
+            [held_back_mae(found + missed[fit].mean(), fit) for fit in fits],
+            f"boxes on a person {found.mean():.1f}, people missed {missed.mean():.1f} +- {missed.std():.2f} a frame",
+        )
+    return 0
+
+
+def count_frames(data: Path, model: str) -> tuple[list, np.ndarray]:
+    """Every frame's candidate boxes down to the box model's floor (LabelledFrame) and the product's detect count."""
+    import cv2
+
+    from detection.counting import calibration as calib
+    from detection.counting.engine import CountingEngine
+
+    engine = CountingEngine(model, mode="detect")
+    points = json.loads((data / "points.json").read_text())
+    names = [line.split(",")[0] for line in (data / "manifest.csv").read_text().splitlines()[1:] if line.strip()]
+    frames, product = [], []
+    started = time.perf_counter()
+    for index, name in enumerate(names, start=1):
+        image = cv2.imread(str(data / name), cv2.IMREAD_COLOR)
+        height, width = image.shape[:2]
+        product.append(engine.count(image).count)
+        boxes, _ = engine.candidates(image, None, calib.BOX_FLOOR)
+        heads = np.asarray(points[name], dtype=float).reshape(-1, 2)
+        frames.append(calib.LabelledFrame(boxes, heads, width, height))
+        elapsed = time.perf_counter() - started
+        print(f"\rcounting {index}/{len(names)} frames ({elapsed:.0f} s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return frames, np.array(product, dtype=float)
+
+
+def report(method: str, errors: list[float], notes: str) -> None:
+    rest = errors[1:]
+    spread = f"{np.mean(rest):>18.2f} {np.max(rest):>6.2f}" if rest else f"{'-':>18} {'-':>6}"
+    print(f"{method:<12} {errors[0]:>13.2f} {spread}   {notes}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
