@@ -10,8 +10,8 @@ Fitted from a handful of frames with human counts (manage.py calibrate_camera), 
 - `boxes`     : when the heads were clicked, not only counted: a per-camera model of which of the detector's
                 boxes, down to a confidence of 0.01, are people (`BoxModel`). The count is the sum of the boxes'
                 probabilities plus the people no box finds. A map can only remove a camera's systematic error; the
-                box model also learns where this camera's detector is fooled (a poster, a reflection, a person
-                found twice) and where half-hidden people score low, which varies from frame to frame.
+                box model also learns which weak boxes are a person found twice, and where in this camera's view a
+                weak box is a half-hidden person rather than a thing: errors that vary from frame to frame.
 
 Stored on the camera as JSON (see `Calibration.to_json`) and applied by the worker to every reading of that camera
 (count and interval bounds). Pure functions, no Django.

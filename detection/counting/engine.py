@@ -221,6 +221,7 @@ class CountingEngine:
         decision = Decision(estimate, "detect", False, False, low, high, "detection judged by the camera's box model")
         # Shown on the frame: the boxes more likely people than not.
         boxes = candidates[probability >= 0.5]
+        # About what the plain detect mode counts: the boxes that clear its crowd confidence.
         uncalibrated = float((candidates[:, 4] >= self.detector.conf * self.slicing.crowd_conf_factor).sum())
         estimates = {"detect": estimate, "uncalibrated": uncalibrated}
         notes = [f"sliced {grid}x{grid}", "calibrated (boxes)"]

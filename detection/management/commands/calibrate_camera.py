@@ -102,7 +102,11 @@ class Command(BaseCommand):
                 height, width = image.shape[:2]
                 boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR)
                 heads = clicked[index]
-                heads = heads[boxes_inside(np.column_stack([heads, heads]), zone, width, height)] if zone else heads
+                heads = (
+                    heads[boxes_inside(np.column_stack([heads, heads]), zone, width, height)]
+                    if zone is not None
+                    else heads
+                )
                 labelled.append(calib.LabelledFrame(boxes, heads, width, height))
 
         fit_idx, test_idx = split(len(frames), options["fit"])
