@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from detection.counting import calibration as calib
 from detection.counting.engine import ENGINE_MODES, CountingEngine
-from detection.counting.zones import boxes_inside, parse_zone
+from detection.counting.zones import parse_zone
 from detection.detectors import ModelUnavailable, load_counter
 from locations.models import Camera
 
@@ -99,15 +99,11 @@ class Command(BaseCommand):
                 raw[mode].append(estimates[mode])
             truth.append(count)
             if clicked:
+                # The heads are those the count covers (on a zoned camera, the people inside the zone: the admin page
+                # asks for those), so they are not filtered again: a head may lie outside the zone its feet are in.
                 height, width = image.shape[:2]
                 boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR)
-                heads = clicked[index]
-                heads = (
-                    heads[boxes_inside(np.column_stack([heads, heads]), zone, width, height)]
-                    if zone is not None
-                    else heads
-                )
-                labelled.append(calib.LabelledFrame(boxes, heads, width, height))
+                labelled.append(calib.LabelledFrame(boxes, clicked[index], width, height))
 
         fit_idx, test_idx = split(len(frames), options["fit"])
         y = np.array(truth, dtype=float)
