@@ -250,18 +250,23 @@ def test_fit_failure_is_an_admin_message_not_a_500(
     assert camera.calibration == {}
 
 
-@pytest.mark.model
-@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
-@pytest.mark.django_db(transaction=True)
-def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
-    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Six Mall frames labelled with their human counts; "Fit" runs the real counting models in a subprocess."""
+@pytest.fixture
+def real_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit's calibrate_camera subprocess sees the test database and the real YOLO model."""
     model = Path(settings.DETECTION_MODEL)
     if not model.exists():
         model = SHARED / "models" / "yolov8n_int8_openvino_model"
     monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
     monkeypatch.setenv("DETECTION_MODEL", str(model))
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@pytest.mark.django_db(transaction=True)
+def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
+    admin: Client, camera: Camera, real_fit: None
+) -> None:
+    """Six Mall frames labelled with their human counts; "Fit" runs the real counting models in a subprocess."""
     with (MALL / "manifest.csv").open() as f:
         rows = list(csv.DictReader(f))[::12][:6]
     for row in rows:
@@ -285,16 +290,9 @@ def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
 @pytest.mark.model
 @pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
 @pytest.mark.django_db(transaction=True)
-def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(
-    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(admin: Client, camera: Camera, real_fit: None) -> None:
     """Frames labelled by clicking every head: the fit hands the heads to calibrate_camera, which weighs a box model
     against the maps (the human points of the Mall set stand in for clicks)."""
-    model = Path(settings.DETECTION_MODEL)
-    if not model.exists():
-        model = SHARED / "models" / "yolov8n_int8_openvino_model"
-    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
-    monkeypatch.setenv("DETECTION_MODEL", str(model))
     points = json.loads((MALL / "points.json").read_text())
     with (MALL / "manifest.csv").open() as f:
         rows = list(csv.DictReader(f))[::10][:8]

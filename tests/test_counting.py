@@ -287,6 +287,18 @@ def test_zone_excludes_people_outside(engine: CountingEngine) -> None:
     assert all((x1 + x2) / 2 <= width / 2 for x1, _, x2, *_ in in_left.boxes)
 
 
+def write_counts(folder: Path, rows: list[tuple[Path, int]]) -> Path:
+    """A calibrate_camera --counts CSV of the rows."""
+    counts = folder / "counts.csv"
+    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    return counts
+
+
+def mall_camera() -> Camera:
+    location = Location.objects.create(name="Mall", capacity_limit=100)
+    return Camera.objects.create(location=location, name="atrium", source="/dev/null")
+
+
 @needs_data
 @needs_yolo
 @needs_sanet
@@ -294,10 +306,8 @@ def test_zone_excludes_people_outside(engine: CountingEngine) -> None:
 def test_calibration_lowers_the_error_on_held_back_frames(tmp_path: Path) -> None:
     """The density model, trained on street scenes, under-counts this indoor camera: calibration corrects it."""
     rows = manifest("mall")[::12][:8]
-    counts = tmp_path / "counts.csv"
-    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
-    location = Location.objects.create(name="Mall", capacity_limit=100)
-    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    counts = write_counts(tmp_path, rows)
+    camera = mall_camera()
     out = StringIO()
     call_command(
         "calibrate_camera",
@@ -330,12 +340,10 @@ def test_clicked_heads_fit_a_box_model_that_the_worker_applies(tmp_path: Path, e
     of its boxes are people on this camera, and the error on the held-back frames drops."""
     rows = manifest("mall")[::2]
     points = json.loads((DATA / "mall" / "points.json").read_text())
-    counts = tmp_path / "counts.csv"
-    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    counts = write_counts(tmp_path, rows)
     heads = tmp_path / "heads.json"
     heads.write_text(json.dumps({str(p): points[f"images/{p.name}"] for p, _ in rows}))
-    location = Location.objects.create(name="Mall", capacity_limit=100)
-    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    camera = mall_camera()
     out = StringIO()
     call_command(
         "calibrate_camera",
@@ -373,14 +381,12 @@ def test_clicked_heads_fit_a_box_model_that_the_worker_applies(tmp_path: Path, e
 def test_heads_that_do_not_cover_every_frame_fit_no_box_model(tmp_path: Path) -> None:
     rows = manifest("mall")[:4]
     points = json.loads((DATA / "mall" / "points.json").read_text())
-    counts = tmp_path / "counts.csv"
-    counts.write_text("image,count\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    counts = write_counts(tmp_path, rows)
     heads = {str(p): points[f"images/{p.name}"] for p, _ in rows}
     heads[str(rows[0][0])] = heads[str(rows[0][0])][:3]  # a count typed, three heads clicked
     heads_file = tmp_path / "heads.json"
     heads_file.write_text(json.dumps(heads))
-    location = Location.objects.create(name="Mall", capacity_limit=100)
-    camera = Camera.objects.create(location=location, name="atrium", source="/dev/null")
+    camera = mall_camera()
     command = ("calibrate_camera", str(camera.pk), "--counts", str(counts), "--model", str(YOLO_MODEL))
     out = StringIO()
     call_command(*command, "--heads", str(heads_file), "--modes", "detect", stdout=out)

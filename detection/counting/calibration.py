@@ -20,7 +20,7 @@ Stored on the camera as JSON (see `Calibration.to_json`) and applied by the work
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ KINDS = ("identity", "scale", "linear", "isotonic", "boxes")
 # A box model judges the detector's boxes down to this confidence: below it, boxes are almost never people.
 BOX_FLOOR = 0.01
 HEAD_AT = 0.12  # a person box's head point: top centre, this share of the box height down
+FEATURES = 6  # columns of box_features
 
 
 @dataclass(frozen=True)
@@ -174,18 +175,27 @@ def _folds(n: int, k: int) -> list[np.ndarray]:
     return [np.arange(i, n, k) for i in range(min(k, n))]
 
 
+def _cross_validated(
+    n: int, folds: int, held_back_errors: Callable[[np.ndarray, np.ndarray], Iterable[float]]
+) -> float:
+    """Mean of `held_back_errors(train, held)` over k interleaved folds of n frames (leave-one-out when few)."""
+    errors: list[float] = []
+    for held in _folds(n, min(folds, n)):
+        train = np.setdiff1d(np.arange(n), held)
+        if len(train):
+            errors.extend(held_back_errors(train, held))
+    return float(np.mean(errors)) if errors else math.nan
+
+
 def cross_validate(kind: str, x: Sequence[float], y: Sequence[float], folds: int = 5) -> float:
     """MAE of `kind` on held-back frames (k interleaved folds; leave-one-out when there are few frames)."""
     x_arr, y_arr = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = len(x_arr)
-    errors = []
-    for held in _folds(n, min(folds, n)):
-        train = np.setdiff1d(np.arange(n), held)
-        if len(train) == 0:
-            continue
+
+    def errors(train: np.ndarray, held: np.ndarray) -> Iterable[float]:
         model = fit(kind, x_arr[train], y_arr[train])
-        errors.extend(abs(model.apply(v) - t) for v, t in zip(x_arr[held], y_arr[held], strict=True))
-    return float(np.mean(errors)) if errors else math.nan
+        return (abs(model.apply(v) - t) for v, t in zip(x_arr[held], y_arr[held], strict=True))
+
+    return _cross_validated(len(x_arr), folds, errors)
 
 
 def choose(x: Sequence[float], y: Sequence[float], mode: str = "", folds: int = 5) -> Calibration:
@@ -218,8 +228,6 @@ def choose(x: Sequence[float], y: Sequence[float], mode: str = "", folds: int = 
 
 
 # --- box models (fitted from clicked heads) ----------------------------------------------------------------------
-
-FEATURES = 6
 
 
 @dataclass(frozen=True)
@@ -295,7 +303,8 @@ def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
         raise ValueError("A box model needs frames with clicked heads.")
     features, labels, missed = [], [], []
     for frame in frames:
-        boxes = frame.boxes[frame.boxes[:, 4] >= BOX_FLOOR] if len(frame.boxes) else frame.boxes.reshape(0, 5)
+        boxes = np.asarray(frame.boxes, dtype=float).reshape(-1, 5)
+        boxes = boxes[boxes[:, 4] >= BOX_FLOOR]
         matched = match_heads(boxes, frame.heads)
         features.append(box_features(boxes, frame.width, frame.height))
         labels.append(matched.astype(float))
@@ -321,12 +330,9 @@ def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
 
 def cross_validate_boxes(frames: Sequence[LabelledFrame], truth: Sequence[float], folds: int = 5) -> float:
     """MAE of a box model on held-back frames (k interleaved folds, as `cross_validate`)."""
-    n = len(frames)
-    errors = []
-    for held in _folds(n, min(folds, n)):
-        train = np.setdiff1d(np.arange(n), held)
-        if len(train) == 0:
-            continue
+
+    def errors(train: np.ndarray, held: np.ndarray) -> Iterable[float]:
         model = fit_box_model([frames[i] for i in train])
-        errors.extend(abs(model.count(frames[i].boxes, frames[i].width, frames[i].height) - truth[i]) for i in held)
-    return float(np.mean(errors)) if errors else math.nan
+        return (abs(model.count(frames[i].boxes, frames[i].width, frames[i].height) - truth[i]) for i in held)
+
+    return _cross_validated(len(frames), folds, errors)
