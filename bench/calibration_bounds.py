@@ -9,11 +9,13 @@ and how far a correction of the product's person boxes can go:
 - `product`      : the product's detect count, uncalibrated;
 - `box model`    : calibrate_camera's box model (detection/counting/calibration.py: a per-camera logistic model of
                    which boxes down to confidence 0.01 are people, plus the people no box finds), fitted on the fit
-                   frames' clicked heads;
+                   frames' clicked heads; on the boxes of the frame and its mirror image pooled (what the product
+                   stores), and on the frame's own boxes only (box models stored before mirroring);
 - `oracle F`     : keep exactly the boxes down to confidence F that match a clicked head (no false box, no
                    duplicate) and add the mean number of people no such box finds (from the fit frames). No
                    correction that only accepts or rejects boxes can do better; what remains is the frame-to-frame
-                   variation of the people the detector misses altogether.
+                   variation of the people the detector misses altogether. `oracle+mirror`: the same from the
+                   pooled boxes of the frame and its mirror image.
 
 Errors are MAE on held-back frames: fit on `--fit` evenly spaced frames (as `calibrate_camera --fit` does), and the
 mean and worst over `--splits` random draws of as many frames.
@@ -52,7 +54,7 @@ def main() -> int:
     sys.path.insert(0, str(_common.REPO))
     from detection.counting import calibration as calib
 
-    frames, product = count_frames(data, args.model)
+    frames, pooled, product, seconds = count_frames(data, args.model)
     n = len(frames)
     if not 2 <= args.fit < n:
         parser.error(f"--fit must be between 2 and {n - 1}")
@@ -67,27 +69,35 @@ def main() -> int:
 
     print(f"# {_common.machine()}")
     print(f"# {data.name}: {n} frames, mean count {truth.mean():.1f}; fit on {args.fit}, held back {n - args.fit}")
-    print(f"{'method':<12} {'held-back MAE':>13} {'random fits: mean':>18} {'worst':>6}   notes")
+    print(f"{'method':<18} {'held-back MAE':>13} {'random fits: mean':>18} {'worst':>6}   notes")
     report("product", [held_back_mae(product, fit) for fit in fits], "no calibration")
-    errors = []
-    for fit in fits:
-        model = calib.fit_box_model([frames[i] for i in fit])
-        errors.append(held_back_mae(np.array([model.count(f.boxes, f.width, f.height) for f in frames]), fit))
-    candidates = np.mean([len(f.boxes) for f in frames])
-    report("box model", errors, f"{candidates:.0f} candidate boxes per frame")
-    for floor in sorted(float(f) for f in args.floors.split(",")):
-        found = np.array([calib.match_heads(f.boxes[f.boxes[:, 4] >= floor], f.heads).sum() for f in frames])
+    for method, labelled, mirrored in (("box model", pooled, True), ("frame only", frames, False)):
+        errors = []
+        for fit in fits:
+            model = calib.fit_box_model([labelled[i] for i in fit])
+            errors.append(held_back_mae(np.array([model.count(f.boxes, f.width, f.height) for f in labelled]), fit))
+        boxes = np.mean([len(f.boxes) for f in labelled])
+        report(method, errors, f"{boxes:.0f} candidate boxes, {seconds[mirrored] / n * 1000:.0f} ms per frame")
+
+    def oracle(method: str, labelled: list, floor: float) -> None:
+        found = np.array([calib.match_heads(f.boxes[f.boxes[:, 4] >= floor], f.heads).sum() for f in labelled])
         missed = truth - found
         report(
-            f"oracle {floor:g}",
+            method,
             [held_back_mae(found + missed[fit].mean(), fit) for fit in fits],
             f"boxes on a person {found.mean():.1f}, people missed {missed.mean():.1f} +- {missed.std():.2f} a frame",
         )
+
+    floors = sorted(float(f) for f in args.floors.split(","))
+    for floor in floors:
+        oracle(f"oracle {floor:g}", frames, floor)
+    oracle(f"oracle+mirror {floors[0]:g}", pooled, floors[0])
     return 0
 
 
-def count_frames(data: Path, model: str) -> tuple[list, np.ndarray]:
-    """Every frame's candidate boxes down to the box model's floor (LabelledFrame) and the product's detect count."""
+def count_frames(data: Path, model: str) -> tuple[list, list, np.ndarray, dict[bool, float]]:
+    """Every frame's candidate boxes down to the box model's floor (LabelledFrame): the frame's own, and pooled with
+    its mirror image's; the product's detect count; the seconds spent finding each kind of candidates."""
     import cv2
 
     from detection.counting import calibration as calib
@@ -96,25 +106,29 @@ def count_frames(data: Path, model: str) -> tuple[list, np.ndarray]:
     engine = CountingEngine(model, mode="detect")
     points = json.loads((data / "points.json").read_text())
     names = [line.split(",")[0] for line in (data / "manifest.csv").read_text().splitlines()[1:] if line.strip()]
-    frames, product = [], []
+    frames, pooled, product = [], [], []
+    seconds = {False: 0.0, True: 0.0}
     started = time.perf_counter()
     for index, name in enumerate(names, start=1):
         image = cv2.imread(str(data / name), cv2.IMREAD_COLOR)
         height, width = image.shape[:2]
         product.append(engine.count(image).count)
-        boxes, _ = engine.candidates(image, None, calib.BOX_FLOOR)
         heads = np.asarray(points[name], dtype=float).reshape(-1, 2)
-        frames.append(calib.LabelledFrame(boxes, heads, width, height))
+        for labelled, mirrored in ((frames, False), (pooled, True)):
+            began = time.perf_counter()
+            boxes, _ = engine.candidates(image, None, calib.BOX_FLOOR, mirrored)
+            seconds[mirrored] += time.perf_counter() - began
+            labelled.append(calib.LabelledFrame(boxes, heads, width, height))
         elapsed = time.perf_counter() - started
         print(f"\rcounting {index}/{len(names)} frames ({elapsed:.0f} s)", end="", file=sys.stderr)
     print(file=sys.stderr)
-    return frames, np.array(product, dtype=float)
+    return frames, pooled, np.array(product, dtype=float), seconds
 
 
 def report(method: str, errors: list[float], notes: str) -> None:
     rest = errors[1:]
     spread = f"{np.mean(rest):>18.2f} {np.max(rest):>6.2f}" if rest else f"{'-':>18} {'-':>6}"
-    print(f"{method:<12} {errors[0]:>13.2f} {spread}   {notes}", flush=True)
+    print(f"{method:<18} {errors[0]:>13.2f} {spread}   {notes}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ KINDS = ("identity", "scale", "linear", "isotonic", "boxes")
 BOX_FLOOR = 0.01
 HEAD_AT = 0.12  # a person box's head point: top centre, this share of the box height down
 FEATURES = 6  # columns of box_features
+MIRRORED = True  # box models are fitted on, and judge, the frame's boxes pooled with its mirror image's
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class BoxModel:
     scale: tuple[float, ...]
     missed: float  # mean people per frame that no box down to `floor` matched
     floor: float = BOX_FLOOR
+    # The boxes are pooled from the frame and its mirror image (slicing.pool_views). Models stored before mirroring was
+    # added lack the key and keep judging the frame's boxes alone, as they were fitted.
+    mirrored: bool = False
 
     def probabilities(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
@@ -62,6 +66,7 @@ class BoxModel:
             "scale": [round(v, 6) for v in self.scale],
             "missed": round(self.missed, 4),
             "floor": self.floor,
+            "mirrored": self.mirrored,
         }
 
     @classmethod
@@ -73,6 +78,7 @@ class BoxModel:
                 tuple(float(v) for v in data["scale"]),
                 float(data["missed"]),
                 float(data.get("floor", BOX_FLOOR)),
+                bool(data.get("mirrored", False)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -297,8 +303,9 @@ def match_heads(boxes: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return matched
 
 
-def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
-    """Logistic regression (L2, Newton's method) of "this box is a clicked person" over the frames' boxes."""
+def fit_box_model(frames: Sequence[LabelledFrame], mirrored: bool = False, l2: float = 1.0) -> BoxModel:
+    """Logistic regression (L2, Newton's method) of "this box is a clicked person" over the frames' boxes
+    (`mirrored`: the frames' boxes were pooled with their mirror images', as the model will see them)."""
     if not frames:
         raise ValueError("A box model needs frames with clicked heads.")
     features, labels, missed = [], [], []
@@ -311,7 +318,8 @@ def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
         missed.append(len(frame.heads) - int(matched.sum()))
     x, y = np.concatenate(features), np.concatenate(labels)
     if len(x) == 0:
-        return BoxModel((0.0,) * FEATURES + (-30.0,), (0.0,) * FEATURES, (1.0,) * FEATURES, float(np.mean(missed)))
+        weights = (0.0,) * FEATURES + (-30.0,)
+        return BoxModel(weights, (0.0,) * FEATURES, (1.0,) * FEATURES, float(np.mean(missed)), mirrored=mirrored)
     center, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     design = np.column_stack([(x - center) / scale, np.ones(len(x))])
     weights = np.zeros(design.shape[1])
@@ -325,7 +333,13 @@ def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModel:
         weights -= step
         if np.abs(step).max() < 1e-8:
             break
-    return BoxModel(tuple(weights.tolist()), tuple(center.tolist()), tuple(scale.tolist()), float(np.mean(missed)))
+    return BoxModel(
+        tuple(weights.tolist()),
+        tuple(center.tolist()),
+        tuple(scale.tolist()),
+        float(np.mean(missed)),
+        mirrored=mirrored,
+    )
 
 
 def cross_validate_boxes(frames: Sequence[LabelledFrame], truth: Sequence[float], folds: int = 5) -> float:

@@ -27,7 +27,7 @@ from ..detectors import Counter, CountResult, ModelUnavailable
 from ..yolo import PersonDetector, as_bgr, load_person_detector
 from .calibration import BoxModel, Calibration
 from .density import HOW_TO_SET, DensityEnsemble, DensityModel, load_density_model
-from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, sliced_detect
+from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, mirror, pool_views, sliced_detect
 from .zones import Zone, boxes_inside, map_mask, parse_zone
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class CountingEngine:
         started = time.perf_counter()
         image = as_bgr(image)
         height, width = image.shape[:2]
-        candidates, grid = self.candidates(image, zone, model.floor)
+        candidates, grid = self.candidates(image, zone, model.floor, model.mirrored)
         probability = model.probabilities(candidates, width, height)
         estimate = float(probability.sum()) + model.missed
         low, high = _interval(estimate, self.rule.crowd_detect_rel)
@@ -227,14 +227,24 @@ class CountingEngine:
         notes = [f"sliced {grid}x{grid}", "calibrated (boxes)"]
         return self._result(image, "detect", decision, boxes, estimates, notes, started)
 
-    def candidates(self, image: np.ndarray, zone: Zone | None, floor: float) -> tuple[np.ndarray, int]:
+    def candidates(
+        self, image: np.ndarray, zone: Zone | None, floor: float, mirrored: bool = False
+    ) -> tuple[np.ndarray, int]:
         """Person boxes down to confidence `floor` in the zone, from the full frame and its tiles (every frame is
-        sliced: the boxes a box model weighs are the small and half-hidden people), and the grid used."""
+        sliced: the boxes a box model weighs are the small and half-hidden people), and the grid used.
+
+        `mirrored`: the frame's mirror image is searched too and the two views' boxes pooled (`pool_views`), for
+        twice the detector passes. The detector is not symmetric: the mirror image finds some of the people the
+        frame's own boxes miss, and whether both views see a weak box tells a person from a fluke."""
         image = as_bgr(image)
         height, width = image.shape[:2]
         config = replace(self.slicing, crowd_conf_factor=floor / self.detector.conf)
         grid = choose_grid(width, height, config)
         boxes = sliced_detect(self.detector, image, config, grid=grid).boxes
+        if mirrored:
+            flipped = np.ascontiguousarray(image[:, ::-1])
+            mirrored_boxes = mirror(sliced_detect(self.detector, flipped, config, grid=grid).boxes, width)
+            boxes = pool_views([boxes, mirrored_boxes], floor)
         return boxes[boxes_inside(boxes, zone, width, height)], grid
 
     def _result(

@@ -19,6 +19,7 @@ height (intersection over the smaller box) remove cross-tile duplicates. The num
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,7 +101,7 @@ def tile_rects(width: int, height: int, grid: int, overlap: float) -> list[tuple
     return rects
 
 
-def _iou_and_ios(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def iou_and_ios(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ix1 = np.maximum(box[0], others[:, 0])
     iy1 = np.maximum(box[1], others[:, 1])
     ix2 = np.minimum(box[2], others[:, 2])
@@ -129,11 +130,42 @@ def merge(boxes: np.ndarray, iou: float = 0.5, ios: float = 0.8) -> np.ndarray:
         rest = rest[~suppressed[rest]]
         if len(rest) == 0:
             break
-        overlap_iou, overlap_ios = _iou_and_ios(boxes[i], boxes[rest])
+        overlap_iou, overlap_ios = iou_and_ios(boxes[i], boxes[rest])
         ratio = heights[rest] / max(heights[i], 1e-6)
         similar = (ratio > 0.5) & (ratio < 2.0)
         suppressed[rest[(overlap_iou >= iou) | ((overlap_ios >= ios) & similar)]] = True
     return boxes[keep]
+
+
+def pool_views(views: Sequence[np.ndarray], floor: float, iou: float = 0.5) -> np.ndarray:
+    """One candidate per group of boxes that several views of a frame found (the frame and its mirror image, boxes in
+    frame pixels, each down to confidence `floor`): boxes overlapping the strongest remaining box by at least `iou`
+    join it; the group keeps that box, with the mean over the views of each view's best confidence in the group (a
+    view that found nothing there counts as `floor`). A person one view misses is kept, weaker; a person both views
+    find stands out from a fluke of one view. Pure."""
+    stacked = [np.asarray(v, dtype=float).reshape(-1, 5) for v in views]
+    boxes = np.concatenate(stacked)
+    view = np.concatenate([np.full(len(v), i) for i, v in enumerate(stacked)])
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    boxes, view = boxes[order], view[order]
+    free = np.ones(len(boxes), dtype=bool)
+    pooled = []
+    for i in range(len(boxes)):
+        if not free[i]:
+            continue
+        group = free & (iou_and_ios(boxes[i], boxes)[0] >= iou)
+        group[i] = True
+        free &= ~group
+        best = [boxes[group & (view == v), 4].max(initial=floor) for v in range(len(stacked))]
+        pooled.append([*boxes[i, :4], float(np.mean(best))])
+    return np.array(pooled, dtype=float).reshape(-1, 5)
+
+
+def mirror(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes found on a frame's mirror image, in the frame's pixels (and back). Pure."""
+    out = np.array(boxes, dtype=float).reshape(-1, 5)
+    out[:, [0, 2]] = width - out[:, [2, 0]]
+    return out
 
 
 def _drop_cut(boxes: np.ndarray, rect: tuple[int, int, int, int], frame: tuple[int, int], margin: tuple[float, float]):

@@ -102,7 +102,7 @@ class Command(BaseCommand):
                 # The heads are those the count covers (on a zoned camera, the people inside the zone: the admin page
                 # asks for those), so they are not filtered again: a head may lie outside the zone its feet are in.
                 height, width = image.shape[:2]
-                boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR)
+                boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR, calib.MIRRORED)
                 labelled.append(calib.LabelledFrame(boxes, clicked[index], width, height))
 
         fit_idx, test_idx = split(len(frames), options["fit"])
@@ -188,10 +188,10 @@ def fit_boxes(
         after = calib.cross_validate_boxes(labelled, truth, folds)
         before = float(np.mean(np.abs(x - truth)))
         report = {"cv_mae_before": round(before, 3), "cv_mae_after": round(after, 3), "n_frames": len(labelled)}
-        model = calib.Calibration("boxes", "detect", boxes=calib.fit_box_model(labelled), report=report)
+        model = calib.Calibration("boxes", "detect", boxes=calib.fit_box_model(labelled, calib.MIRRORED), report=report)
         return Candidate("detect", model, before, after)
     fitting = [labelled[i] for i in fit_idx]
-    boxes = calib.fit_box_model(fitting)
+    boxes = calib.fit_box_model(fitting, calib.MIRRORED)
     estimates = np.array([boxes.count(labelled[i].boxes, labelled[i].width, labelled[i].height) for i in test_idx])
     after = float(np.mean(np.abs(estimates - truth[test_idx])))
     before = float(np.mean(np.abs(x[test_idx] - truth[test_idx])))
