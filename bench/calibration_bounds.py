@@ -10,7 +10,9 @@ and how far a correction of the product's person boxes can go:
 - `box model`    : calibrate_camera's box model (detection/counting/calibration.py: a per-camera logistic model of
                    which boxes down to confidence 0.01 are people, plus the people no box finds), fitted on the fit
                    frames' clicked heads; on the boxes of the frame and its mirror image pooled (what the product
-                   stores), and on the frame's own boxes only (box models stored before mirroring);
+                   stores), and on the frame's own boxes only (`box model, frame`: models stored before mirroring);
+                   `box model, all`: fitted on every frame and measured on the same frames, the best its features
+                   allow;
 - `oracle F`     : keep exactly the boxes down to confidence F that match a clicked head (no false box, no
                    duplicate) and add the mean number of people no such box finds (from the fit frames). No
                    correction that only accepts or rejects boxes can do better; what remains is the frame-to-frame
@@ -71,13 +73,17 @@ def main() -> int:
     print(f"# {data.name}: {n} frames, mean count {truth.mean():.1f}; fit on {args.fit}, held back {n - args.fit}")
     print(f"{'method':<18} {'held-back MAE':>13} {'random fits: mean':>18} {'worst':>6}   notes")
     report("product", [held_back_mae(product, fit) for fit in fits], "no calibration")
-    for method, labelled, mirrored in (("box model", pooled, True), ("frame only", frames, False)):
+    for method, labelled, mirrored in (("box model", pooled, True), ("box model, frame", frames, False)):
         errors = []
         for fit in fits:
             model = calib.fit_box_model([labelled[i] for i in fit])
             errors.append(held_back_mae(np.array([model.count(f.boxes, f.width, f.height) for f in labelled]), fit))
         boxes = np.mean([len(f.boxes) for f in labelled])
         report(method, errors, f"{boxes:.0f} candidate boxes, {seconds[mirrored] / n * 1000:.0f} ms per frame")
+    # What the box model can do at best on these features: fitted on every frame, measured on the same frames.
+    everything = calib.fit_box_model(pooled)
+    in_sample = np.array([everything.count(f.boxes, f.width, f.height) for f in pooled])
+    report("box model, all", [float(np.mean(np.abs(in_sample - truth)))], f"fitted on all {n} frames, measured on them")
 
     def oracle(method: str, labelled: list, floor: float) -> None:
         found = np.array([calib.match_heads(f.boxes[f.boxes[:, 4] >= floor], f.heads).sum() for f in labelled])

@@ -126,10 +126,11 @@ def describe(calibration: Any) -> list[tuple[str, str]] | None:
         knots = zip(calibration.get("x", []), calibration.get("y", []), strict=False)
         mapping = "isotonic: " + ", ".join(f"{x:g} → {y:g}" for x, y in knots)
     elif kind == "boxes":
-        missed = (calibration.get("boxes") or {}).get("missed", 0)
+        boxes = calibration.get("boxes") or {}
+        views = "the frame or its mirror image" if boxes.get("mirrored") else "the frame"
         mapping = (
-            "box model: each detected box weighed by how likely it is a person on this camera (learnt from the "
-            f"clicked heads), plus {missed:.1f} people per frame no box finds"
+            f"box model: each box detected in {views} weighed by how likely it is a person on this camera (learnt "
+            f"from the clicked heads), plus {boxes.get('missed', 0):.1f} people per frame no box finds"
         )
     else:
         mapping = "identity: no correction beat the raw count on held-back frames"

@@ -308,7 +308,7 @@ def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(admin: Client, 
     camera.refresh_from_db()
     assert camera.calibration["n_frames"] == 8
     if camera.calibration["kind"] == "boxes":  # chosen when it beat the maps on these frames
-        assert "box model: each detected box" in text
+        assert "box model: each box detected in the frame or its mirror image" in text
 
 
 # --- in a real browser --------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ Fitted from a handful of frames with human counts (manage.py calibrate_camera), 
 - `isotonic`  : a non-decreasing step map (pool-adjacent-violators), extended beyond the fitted range by the
                 ratio at its ends so that a crowd larger than any calibration frame still counts higher;
 - `boxes`     : when the heads were clicked, not only counted: a per-camera model of which of the detector's
-                boxes, down to a confidence of 0.01, are people (`BoxModel`). The count is the sum of the boxes'
-                probabilities plus the people no box finds. A map can only remove a camera's systematic error; the
-                box model also learns which weak boxes are a person found twice, and where in this camera's view a
-                weak box is a half-hidden person rather than a thing: errors that vary from frame to frame.
+                boxes, down to a confidence of 0.01 in the frame and its mirror image, are people (`BoxModel`). The
+                count is the sum of the boxes' probabilities plus the people no box finds. A map can only remove a
+                camera's systematic error; the box model also learns which weak boxes are a person found twice, and
+                where in this camera's view a weak box is a half-hidden person rather than a thing: errors that vary
+                from frame to frame.
 
 Stored on the camera as JSON (see `Calibration.to_json`) and applied by the worker to every reading of that camera
 (count and interval bounds). Pure functions, no Django.
