@@ -315,6 +315,11 @@ def test_zone_excludes_people_outside(engine: CountingEngine) -> None:
     assert all((x1 + x2) / 2 <= width / 2 for x1, _, x2, *_ in in_left.boxes)
 
 
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def write_counts(folder: Path, rows: list[tuple[Path, int]]) -> Path:
     """A calibrate_camera --counts CSV of the rows."""
     counts = folder / "counts.csv"
@@ -434,9 +439,12 @@ def test_heads_that_do_not_cover_every_frame_fit_no_box_model(tmp_path: Path) ->
     heads_file.write_text(json.dumps(heads))
     camera = mall_camera()
     command = ("calibrate_camera", str(camera.pk), "--counts", str(counts), "--model", str(YOLO_MODEL))
-    out = StringIO()
-    call_command(*command, "--heads", str(heads_file), "--modes", "detect", stdout=out)
+    out, terminal = StringIO(), Terminal()
+    call_command(*command, "--heads", str(heads_file), "--modes", "detect", stdout=out, stderr=terminal)
     assert f"No box model: {rows[0][0].name} has 3 clicked head(s) for a count of {rows[0][1]}" in out.getvalue()
+    # Progress on a terminal only: the admin page reads the summary.
+    assert "\r  1/4 frames counted" in terminal.getvalue() and "\r  4/4 frames counted" in terminal.getvalue()
+    assert "frames counted" not in out.getvalue()
     camera.refresh_from_db()
     assert camera.calibration["kind"] != "boxes"
 

@@ -3,6 +3,7 @@
 import csv
 import glob
 import json
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,6 +91,7 @@ class Command(BaseCommand):
         raw: dict[str, list[float]] = {m: [] for m in modes}
         truth = []
         labelled: list[calib.LabelledFrame] = []
+        started = time.monotonic()
         for index, (path, count) in enumerate(frames):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
@@ -104,6 +106,7 @@ class Command(BaseCommand):
                 height, width = image.shape[:2]
                 boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR, calib.MIRRORED)
                 labelled.append(calib.LabelledFrame(boxes, clicked[index], width, height))
+            self.progress(index + 1, len(frames), started)
 
         fit_idx, test_idx = split(len(frames), options["fit"])
         y = np.array(truth, dtype=float)
@@ -149,6 +152,16 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Stored on camera {camera.pk}; the worker applies it from its next pass.")
         )
+
+    def progress(self, done: int, total: int, started: float) -> None:
+        """A counter that rewrites itself on a terminal (a minute or more for a hundred frames); the admin page, which
+        reads the output of a subprocess, gets the summary only."""
+        if self.stderr.isatty():
+            elapsed = time.monotonic() - started
+            self.stderr.write(
+                f"\r  {done}/{total} frames counted ({elapsed:.0f} s)", ending="\n" if done == total else ""
+            )
+            self.stderr.flush()
 
 
 class Candidate(NamedTuple):
