@@ -221,7 +221,8 @@ class CountingEngine:
         decision = Decision(estimate, "detect", False, False, low, high, "detection judged by the camera's box model")
         # Shown on the frame: the boxes more likely people than not.
         boxes = candidates[probability >= 0.5]
-        # About what the plain detect mode counts: the boxes that clear its crowd confidence.
+        # About what the plain detect mode counts: the boxes that clear its crowd confidence (on a mirrored model's
+        # pooled boxes, with the mean of the two views' confidences).
         uncalibrated = float((candidates[:, 4] >= self.detector.conf * self.slicing.crowd_conf_factor).sum())
         estimates = {"detect": estimate, "uncalibrated": uncalibrated}
         notes = [f"sliced {grid}x{grid}", "calibrated (boxes)"]
