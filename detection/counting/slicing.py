@@ -101,7 +101,7 @@ def tile_rects(width: int, height: int, grid: int, overlap: float) -> list[tuple
     return rects
 
 
-def iou_and_ios(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _iou_and_ios(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ix1 = np.maximum(box[0], others[:, 0])
     iy1 = np.maximum(box[1], others[:, 1])
     ix2 = np.minimum(box[2], others[:, 2])
@@ -130,7 +130,7 @@ def merge(boxes: np.ndarray, iou: float = 0.5, ios: float = 0.8) -> np.ndarray:
         rest = rest[~suppressed[rest]]
         if len(rest) == 0:
             break
-        overlap_iou, overlap_ios = iou_and_ios(boxes[i], boxes[rest])
+        overlap_iou, overlap_ios = _iou_and_ios(boxes[i], boxes[rest])
         ratio = heights[rest] / max(heights[i], 1e-6)
         similar = (ratio > 0.5) & (ratio < 2.0)
         suppressed[rest[(overlap_iou >= iou) | ((overlap_ios >= ios) & similar)]] = True
@@ -153,7 +153,7 @@ def pool_views(views: Sequence[np.ndarray], floor: float, iou: float = 0.5) -> n
     for i in range(len(boxes)):
         if not free[i]:
             continue
-        group = free & (iou_and_ios(boxes[i], boxes)[0] >= iou)
+        group = free & (_iou_and_ios(boxes[i], boxes)[0] >= iou)
         group[i] = True
         free &= ~group
         best = [boxes[group & (view == v), 4].max(initial=floor) for v in range(len(stacked))]
