@@ -1,7 +1,5 @@
 import logging
-import signal
 import threading
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -9,6 +7,7 @@ from django.db import close_old_connections
 
 from alerts.notifiers import deliver_due
 from alerts.services import check_stale_locations
+from crowd_monitor.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +24,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
+        with stop_on_signals(stop):
+            self._run(options, stop)
+        self.stdout.write("Stopped.")
 
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+    def _run(self, options: dict[str, Any], stop: threading.Event) -> None:
         self.stdout.write(f"Checking every {options['interval']:g} s.")
         while not stop.is_set():
             close_old_connections()
@@ -46,4 +44,3 @@ class Command(BaseCommand):
             if options["once"]:
                 break
             stop.wait(options["interval"])
-        self.stdout.write("Stopped.")

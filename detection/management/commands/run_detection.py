@@ -5,14 +5,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crowd_monitor.redaction import redact_uri
+from crowd_monitor.shutdown import stop_on_signals
 from detection.detectors import MODES, ModelUnavailable, load_counter
 from detection.leases import LeaseKeeper
 from detection.metrics import WorkerMetrics
@@ -106,14 +107,13 @@ class Command(BaseCommand):
 
         # Installed before the model loads (which takes a while), so a stop asked for meanwhile is clean too.
         stop = threading.Event()
+        with stop_on_signals(stop, lambda name: self.stdout.write(f"{name} received: finishing the current pass...")):
+            self._run(options, feeds, cycles, stop)
 
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stdout.write(f"{signal.Signals(signum).name} received: finishing the current pass...")
-            stop.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-
+    def _run(
+        self, options: dict[str, Any], feeds: Callable[[], list[Feed]], cycles: int | None, stop: threading.Event
+    ) -> None:
+        """Load the counter, then sample `feeds` until `stop` is set (or for `cycles` passes)."""
         mode = options["mode"] or settings.DETECTION_MODE
         if mode == "hog":
             self.stderr.write(self.style.WARNING("HOG is a weak fallback: it misses most people in crowds."))
@@ -189,13 +189,13 @@ class Command(BaseCommand):
         """Run --workers processes of this command and keep them running until SIGINT/SIGTERM."""
         count = options["workers"]
         stop = threading.Event()
+        with stop_on_signals(stop, lambda name: self.stdout.write(f"{name} received: stopping the {count} workers...")):
+            self._keep_running(options, stop)
+        self.stdout.write(self.style.SUCCESS(f"All {count} workers stopped."))
 
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stdout.write(f"{signal.Signals(signum).name} received: stopping the {count} workers...")
-            stop.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+    def _keep_running(self, options: dict[str, Any], stop: threading.Event) -> None:
+        """Start the workers, restart one that fails, and stop them all once `stop` is set."""
+        count = options["workers"]
         children: list[subprocess.Popen[bytes] | None] = [None] * count
         restarts = [0] * count
         failed = 0
@@ -235,7 +235,6 @@ class Command(BaseCommand):
                     failed += child.returncode not in (0, -signal.SIGTERM)
         if failed:
             raise CommandError(f"{failed} worker(s) did not stop cleanly.")
-        self.stdout.write(self.style.SUCCESS(f"All {count} workers stopped."))
 
     @staticmethod
     def _child_command(options: dict[str, Any], slot: int) -> list[str]:
