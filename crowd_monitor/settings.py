@@ -264,6 +264,8 @@ SITE_URL = config("SITE_URL", default="http://localhost:8000")
 # *_openvino_model folder.
 DETECTION_MODEL = config("DETECTION_MODEL", default="yolov8n.pt")
 DETECTION_CONFIDENCE = config("DETECTION_CONFIDENCE", default=0.25, cast=float)
+if not 0 < DETECTION_CONFIDENCE <= 1:
+    raise ImproperlyConfigured(f"DETECTION_CONFIDENCE must be above 0 and at most 1, not {DETECTION_CONFIDENCE:g}.")
 DETECTION_DEVICE = config("DETECTION_DEVICE", default="cpu")
 DETECTION_INTERVAL = config("DETECTION_INTERVAL", default=5.0, cast=float)
 # Counting mode when neither the camera nor --mode says: auto (detection or density from what the frame shows),

@@ -5,6 +5,7 @@ A counter that cannot load its model raises ModelUnavailable with what to do abo
 product never records a made-up zero because it could not see.
 """
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,17 @@ logger = logging.getLogger(__name__)
 # auto / detect / density: the counting engine (detection/counting); yolo: plain single-pass YOLO; hog: the weak,
 # weights-free fallback.
 MODES = ("auto", "detect", "density", "yolo", "hog")
+
+
+def confidence(text: str) -> float:
+    """The commands' --conf: a detector confidence above 0 and at most 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, not {text}")
+    return value
 
 
 @dataclass(frozen=True)

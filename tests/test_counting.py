@@ -452,6 +452,8 @@ def test_heads_that_do_not_cover_every_frame_fit_no_box_model(tmp_path: Path) ->
         call_command(*command, "--heads", str(tmp_path / "missing.json"), "--modes", "detect")
     with pytest.raises(CommandError, match="include detect"):
         call_command(*command, "--heads", str(heads_file), "--modes", "auto")
+    with pytest.raises(CommandError, match="--folds must be at least 2"):  # 0 folds used to report an error of nan
+        call_command(*command, "--folds", "0", "--modes", "detect")
 
 
 @needs_data

@@ -130,6 +130,38 @@ def test_detect_image_finds_the_four_people_on_the_bus() -> None:
         assert 0 <= x1 < x2 and 0 <= y1 < y2 and 0.25 <= conf <= 1
 
 
+@needs_model
+def test_detect_image_says_why_a_path_gave_no_image_and_still_counts_the_others(tmp_path: Path) -> None:
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    paths = [str(tmp_path / "missing.jpg"), str(tmp_path), str(tmp_path / "notes.jpg"), str(BUS)]
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="3 of 4 image"):
+        call_command("detect_image", *paths, "--json", stdout=out, stderr=err)
+    assert err.getvalue().splitlines() == [
+        f"{paths[0]}: no such file",
+        f"{paths[1]}: a directory, not an image (pass its images, e.g. DIR/*.jpg)",
+        f"{paths[2]}: not a readable image (OpenCV cannot decode it)",
+    ]
+    assert json.loads(out.getvalue())["count"] == 4
+
+
+@pytest.mark.parametrize("command", ["detect_image", "run_detection", "calibrate_camera"])
+@pytest.mark.parametrize("conf", ["0", "1.5", "-0.2", "high"])
+def test_the_commands_refuse_a_confidence_outside_0_to_1(command: str, conf: str) -> None:
+    # Refused before anything is loaded or read: with --conf 5 detect_image used to report 0 people, with 0 thousands.
+    with pytest.raises(CommandError, match=r"argument --conf: (must be above 0 and at most 1|'high' is not a number)"):
+        call_command(command, "1" if command == "calibrate_camera" else str(BUS), "--conf", conf)
+
+
+def test_a_detection_confidence_outside_0_to_1_in_the_environment_stops_the_start() -> None:
+    env = {**os.environ, "DETECTION_CONFIDENCE": "25", "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "DETECTION_CONFIDENCE must be above 0 and at most 1, not 25." in result.stderr
+
+
 def test_missing_model_is_a_clear_error_not_a_zero_count() -> None:
     with pytest.raises(CommandError, match=r"does not exist.*DETECTION_MODEL"):
         call_command("detect_image", str(BUS), "--model", "/nowhere/yolov8n_openvino_model")
@@ -153,6 +185,13 @@ def test_run_detection_rejects_bad_arguments() -> None:
         call_command("run_detection", "--once", "--location", "999")
     with pytest.raises(CommandError, match="Nothing to sample"):
         call_command("run_detection", "--once")
+
+
+def test_run_alerts_refuses_an_interval_that_would_spin() -> None:
+    # --interval 0 or below used to check the database in a busy loop, a full core for nothing.
+    for interval in ("0", "-1"):
+        with pytest.raises(CommandError, match="--interval must be positive"):
+            call_command("run_alerts", "--interval", interval)
 
 
 @needs_model

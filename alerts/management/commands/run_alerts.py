@@ -2,7 +2,7 @@ import logging
 import threading
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from alerts.notifiers import deliver_due
@@ -23,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="one check, then exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["interval"] <= 0:
+            raise CommandError("--interval must be positive.")
         stop = threading.Event()
         with stop_on_signals(stop):
             self._run(options, stop)

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from detection.counting import calibration as calib
 from detection.counting.engine import ENGINE_MODES, CountingEngine
 from detection.counting.zones import parse_zone
-from detection.detectors import ModelUnavailable, load_counter
+from detection.detectors import ModelUnavailable, confidence, load_counter
 from locations.models import Camera
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
         parser.add_argument("--dry-run", action="store_true", help="report only; don't store on the camera")
-        parser.add_argument("--conf", type=float, default=settings.DETECTION_CONFIDENCE)
+        parser.add_argument("--conf", type=confidence, default=settings.DETECTION_CONFIDENCE)
         parser.add_argument("--model", default=settings.DETECTION_MODEL)
         parser.add_argument("--density-model", default=settings.DENSITY_MODEL)
         parser.add_argument("--device", default=settings.DETECTION_DEVICE)
@@ -65,6 +65,8 @@ class Command(BaseCommand):
         frames = labelled_frames(options["counts"], options["frames"])
         if len(frames) < 3:
             raise CommandError(f"Need at least 3 labelled frames, found {len(frames)}.")
+        if options["folds"] < 2:
+            raise CommandError("--folds must be at least 2: each fold is held back once while the others fit.")
         if options["fit"] and not 2 <= options["fit"] < len(frames):
             raise CommandError(f"--fit must be between 2 and {len(frames) - 1} (frames: {len(frames)}).")
         try:

@@ -6,7 +6,7 @@ import cv2
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from detection.detectors import MODES, ModelUnavailable, load_counter
+from detection.detectors import MODES, ModelUnavailable, confidence, load_counter
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             help="auto (default), detect (sliced YOLO), density (needs DENSITY_MODEL), yolo (single pass) or hog",
         )
         parser.add_argument("--density-model", default=settings.DENSITY_MODEL, help="density weights (.npz)")
-        parser.add_argument("--conf", type=float, default=settings.DETECTION_CONFIDENCE)
+        parser.add_argument("--conf", type=confidence, default=settings.DETECTION_CONFIDENCE)
         parser.add_argument("--model", default=settings.DETECTION_MODEL)
         parser.add_argument("--device", default=settings.DETECTION_DEVICE)
 
@@ -41,7 +41,7 @@ class Command(BaseCommand):
         for path in options["paths"]:
             image = cv2.imread(path) if Path(path).is_file() else None
             if image is None:
-                self.stderr.write(f"{path}: not a readable image")
+                self.stderr.write(f"{path}: {unreadable(Path(path))}")
                 failed.append(path)
                 continue
             result = counter.count(image)
@@ -60,3 +60,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"{path}: {result.count} people ({result.inference_ms:.0f} ms{quality})")
         if failed:
             raise CommandError(f"{len(failed)} of {len(options['paths'])} image(s) could not be read.")
+
+
+def unreadable(path: Path) -> str:
+    """Why `path` gave no image, in words a shell user can act on."""
+    if path.is_dir():
+        return "a directory, not an image (pass its images, e.g. DIR/*.jpg)"
+    if not path.exists():
+        return "no such file"
+    return "not a readable image (OpenCV cannot decode it)"

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crowd_monitor.redaction import redact_uri
 from crowd_monitor.shutdown import stop_on_signals
-from detection.detectors import MODES, ModelUnavailable, load_counter
+from detection.detectors import MODES, ModelUnavailable, confidence, load_counter
 from detection.leases import LeaseKeeper
 from detection.metrics import WorkerMetrics
 from detection.spool import Spool
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=settings.DETECTION_INTERVAL, help="seconds per pass")
         parser.add_argument("--location", type=int, help="only this location's cameras")
         parser.add_argument("--source", help="sample this source instead of configured cameras (needs --location)")
-        parser.add_argument("--conf", type=float, default=settings.DETECTION_CONFIDENCE, help="min confidence")
+        parser.add_argument("--conf", type=confidence, default=settings.DETECTION_CONFIDENCE, help="min confidence")
         parser.add_argument("--model", default=settings.DETECTION_MODEL, help="YOLO weights file, folder or name")
         parser.add_argument("--device", default=settings.DETECTION_DEVICE, help="cpu, cuda:0, ...")
         parser.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -84,8 +84,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["interval"] <= 0:
             raise CommandError("--interval must be positive.")
-        if not 0 < options["conf"] <= 1:
-            raise CommandError("--conf must be between 0 and 1.")
         cycles = 1 if options["once"] else options["cycles"]
         if cycles is not None and cycles < 1:
             raise CommandError("--cycles must be at least 1.")
