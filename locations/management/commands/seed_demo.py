@@ -5,7 +5,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from locations.models import Camera, Location
@@ -57,6 +59,10 @@ class Command(BaseCommand):
 
         password = options["password"] or secrets.token_urlsafe(9)
         user, _ = get_user_model().objects.get_or_create(username=options["username"])
+        try:  # the demo login is a superuser: a chosen password must pass the same checks as any other
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise CommandError(f"--password: {' '.join(exc.messages)}") from exc
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
