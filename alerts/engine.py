@@ -116,7 +116,8 @@ def spike(current: Sample, history: Iterable[Sample], settings: AlertSettings) -
     rise = current.count - lowest
     if rise < settings.spike_min_delta:
         return None
-    if lowest > 0 and rise / lowest * 100 <= settings.spike_percent:
+    # Multiplied out, not divided: 100 -> 107 with a 7 % limit is exactly 7 %, not the 7.000000000000001 % of 7/100*100.
+    if lowest > 0 and rise * 100 <= settings.spike_percent * lowest:
         return None
     seconds = int(settings.spike_window.total_seconds())
     return Condition(

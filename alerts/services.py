@@ -7,12 +7,13 @@ deferred with `transaction.on_commit`, so nothing is announced that could still 
 
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts import audit
@@ -74,7 +75,13 @@ class LocationAlerts:
         """Run the rules for each new newest reading of the location in turn: (sample, occupancy), oldest first."""
         lowest = self._lowest_in_windows([sample.at for sample, _ in readings])
         for (current, occupancy), low in zip(readings, lowest, strict=True):
-            self._evaluate(current, occupancy, [low] if low is not None else [], now)
+            self._evaluate(current, occupancy, [low] if low is not None else [], now, fresh_data=True)
+
+    def reassess(self, current: Sample, occupancy: float, now: datetime) -> None:
+        """Judge the newest reading again after a settings change (capacity, thresholds): a capacity cut with the
+        crowd unchanged may raise OVERCROWDING at once. It is not new data, so it neither raises a SPIKE (that rise
+        was judged when it came, and may be long over) nor ends a STALE alert."""
+        self._evaluate(current, occupancy, [], now, fresh_data=False)
 
     def _lowest_in_windows(self, times: list[datetime]) -> list[Sample | None]:
         """The lowest reading in the spike window ending at each time (the spike rule compares with it).
@@ -104,7 +111,9 @@ class LocationAlerts:
             start, size = start + size, size * 4
         return found
 
-    def _evaluate(self, current: Sample, occupancy: float, history: list[Sample], now: datetime) -> None:
+    def _evaluate(
+        self, current: Sample, occupancy: float, history: list[Sample], now: datetime, fresh_data: bool
+    ) -> None:
         settings = self.settings
         conditions = conditions_for_reading(current, occupancy, history, settings, self.rules)
         unknown = [c.key for c in conditions if c.key not in self._resolved_at]
@@ -134,9 +143,13 @@ class LocationAlerts:
         for condition in todo.to_escalate:
             _escalate(self.open[condition.key], condition, count=current.count, occupancy=occupancy)
         # Fresh data ends a STALE alert by itself: the condition it reported is over.
-        stale = self.open.pop(AlertKind.STALE, None)
+        stale = self.open.pop(AlertKind.STALE, None) if fresh_data else None
         if stale is not None:
-            _transition(stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False)
+            # An operator may have resolved it since it was loaded: closed either way, and the reading must be stored.
+            with suppress(InvalidTransition):
+                _transition(
+                    stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False
+                )
             self._resolved_at[AlertKind.STALE] = now
 
 
@@ -263,9 +276,10 @@ def check_stale_locations(now: datetime | None = None) -> list[Alert]:
     """
     now = now or timezone.now()
     raised = []
-    candidates = Location.objects.filter(is_active=True, last_reading_at__isnull=False).exclude(
-        alerts__key=AlertKind.STALE, alerts__status__in=Alert.OPEN_STATUSES
-    )
+    # Exists(), not exclude(alerts__key=..., alerts__status__in=...): across a multi-valued relation those two
+    # conditions may match two different alerts, so any earlier STALE plus any other open alert hid the location.
+    open_stale = Alert.objects.filter(location=OuterRef("pk"), key=AlertKind.STALE, status__in=Alert.OPEN_STATUSES)
+    candidates = Location.objects.filter(is_active=True, last_reading_at__isnull=False).exclude(Exists(open_stale))
     for location in candidates:
         if status_of(location, now) != FeedStatus.STALE:
             continue

@@ -83,7 +83,8 @@ class LocationSerializer(serializers.ModelSerializer):
         return status_of(obj)
 
     def get_over_capacity(self, obj: Location) -> bool:
-        return (obj.occupancy_percentage or 0) > 100
+        # The count, not the rounded percentage: 10,004 people in a place for 10,000 is over capacity at 100.0 %.
+        return obj.current_count is not None and obj.current_count > obj.capacity_limit
 
     def update(self, instance: Location, validated_data: dict[str, Any]) -> Location:
         for name, value in validated_data.items():

@@ -24,6 +24,9 @@ from .state import broadcast_location
 MAX_COUNT = 1_000_000
 # Readings may come from devices with slightly fast clocks, but never from the future.
 MAX_CLOCK_SKEW = timedelta(seconds=60)
+# Back-filled history is welcome; a timestamp before this is a broken clock or a typo (and year 1 cannot even have a
+# spike window subtracted from it).
+EARLIEST_READING = datetime(2000, 1, 1, tzinfo=UTC)
 SNAPSHOT_BUCKET_SECONDS = 60
 
 
@@ -43,6 +46,8 @@ def validate_reading(count: Any, at: datetime | None, now: datetime) -> None:
             raise InvalidReading("timestamp must include a time zone.")
         if at > now + MAX_CLOCK_SKEW:
             raise InvalidReading("timestamp is in the future.")
+        if at < EARLIEST_READING:
+            raise InvalidReading(f"timestamp is before {EARLIEST_READING:%Y-%m-%d}.")
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,9 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 capacity_limit=location.capacity_limit,
                 occupancy_percentage=occupancy,
                 density_level=density_level(occupancy, location.medium_threshold, location.high_threshold),
-                timestamp=reading.at or now,
+                # A fast clock's reading is taken as made now: stored ahead of time, it would stay the location's
+                # newest and make every reading of the next minute a late one, leaving the live state frozen.
+                timestamp=min(reading.at, now) if reading.at else now,
                 details=reading.details or {},
                 reading_key=reading.key,
             )
@@ -153,7 +160,7 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
 def refresh_location(location: Location) -> None:
     """Re-derive the current state after a settings change (capacity, thresholds) and broadcast it.
 
-    A capacity cut with the crowd unchanged raises occupancy, and so may raise an alert at once.
+    A capacity cut with the crowd unchanged raises occupancy, and so may raise an alert at once (`reassess`).
     """
     with transaction.atomic():
         location = Location.objects.select_for_update().get(pk=location.pk)
@@ -163,7 +170,7 @@ def refresh_location(location: Location) -> None:
             location.density_level = density_level(occupancy, location.medium_threshold, location.high_threshold)
             location.save(update_fields=["occupancy_percentage", "density_level"])
             current = Sample(location.current_count, location.last_reading_at)
-            LocationAlerts(location).evaluate([(current, occupancy)], timezone.now())
+            LocationAlerts(location).reassess(current, occupancy, timezone.now())
         transaction.on_commit(lambda: broadcast_location(location))
 
 

@@ -127,6 +127,14 @@ def test_spike_settings_are_per_location() -> None:
     assert spike_from(100, 110, settings=sensitive) is None  # exactly +10 %
 
 
+@pytest.mark.parametrize(("percent", "before", "after"), [(7, 100, 107), (14, 50, 57), (28, 25, 32), (0.5, 1000, 1005)])
+def test_a_rise_of_exactly_the_spike_percentage_is_not_more_than_it(percent: float, before: int, after: int) -> None:
+    # In floating point 7 / 100 * 100 is 7.000000000000001: these used to be spikes.
+    settings = AlertSettings(spike_percent=percent, spike_min_delta=1)
+    assert spike_from(before, after, settings=settings) is None
+    assert spike_from(before, after + 1, settings=settings) is not None
+
+
 def test_spike_without_history_is_none() -> None:
     assert spike(Sample(500, NOW), [], DEFAULTS) is None
 

@@ -154,6 +154,15 @@ def test_alert_flag_and_over_capacity(viewer: APIClient, gate: Location) -> None
     assert body["alert"] is True
 
 
+def test_over_capacity_counts_people_not_the_rounded_percentage(viewer: APIClient) -> None:
+    stadium = Location.objects.create(name="Stadium", capacity_limit=10_000)
+    record_reading(stadium, 10_004, source=CrowdLog.Source.CAMERA)
+    body = viewer.get(f"/api/locations/{stadium.pk}/").json()
+    assert (body["occupancy_percentage"], body["over_capacity"]) == (100.0, True)  # 4 people too many at "100.0 %"
+    record_reading(stadium, 10_000, source=CrowdLog.Source.CAMERA)
+    assert viewer.get(f"/api/locations/{stadium.pk}/").json()["over_capacity"] is False  # full is not over
+
+
 def test_admin_creates_and_changes_a_location(admin: APIClient) -> None:
     response = admin.post(
         "/api/locations/",
@@ -486,6 +495,7 @@ FAR_FUTURE = "2999-01-01T00:00:00Z"
         ({"count": 5, "timestamp": "2026-13-45T00:00:00Z"}, "timestamp"),
         ({"count": 5, "timestamp": FAR_FUTURE}, "future"),
         ({"count": 5, "timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp"),
+        ({"count": 5, "timestamp": "0001-01-01T00:00:30Z"}, "before 2000-01-01"),  # was a 500 (OverflowError)
         ({"count": 5, "timestamp": 1700000000}, "timestamp"),
         ([5], "dictionary"),
         ("5", "dictionary"),

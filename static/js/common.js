@@ -136,7 +136,9 @@
     card.querySelector(".gauge-fill").style.width = Math.min(occ || 0, 100) + "%";
     card.querySelector(".gauge-mark").style.left = Math.min(loc.info.alert_threshold, 100) + "%";
     card.querySelector(".badge-alert").hidden = !state.alert;
-    card.querySelector(".badge-over").hidden = !(occ > 100);
+    // The count, not the rounded percentage: 10,004 people in a place for 10,000 is over capacity at "100.0 %".
+    const overCapacity = state.current_count != null && state.current_count > state.capacity_limit;
+    card.querySelector(".badge-over").hidden = !overCapacity;
     const updated = card.querySelector(".updated");
     if (updated.dataset.relative !== (state.timestamp || "")) CM.relativeTime(updated, state.timestamp);
 
