@@ -86,6 +86,14 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """When the last alert of a key was resolved, and how severe it was then."""
+
+    at: datetime
+    severity: Severity
+
+
+@dataclass(frozen=True)
 class Plan:
     to_raise: list[Condition] = field(default_factory=list)
     to_escalate: list[Condition] = field(default_factory=list)
@@ -162,14 +170,16 @@ def conditions_for_reading(
 def plan(
     conditions: Iterable[Condition],
     open_alerts: Mapping[str, Severity],
-    last_resolved_at: Mapping[str, datetime],
+    last_resolved: Mapping[str, Resolution],
     now: datetime,
     cooldown: timedelta,
 ) -> Plan:
     """Which conditions become new alerts and which escalate an open one.
 
     One open alert per key: a condition whose key is open only escalates it, and only when more
-    severe. A key resolved less than `cooldown` ago is not raised again.
+    severe. A key resolved less than `cooldown` ago is not raised again at the same or a lower severity;
+    the cooldown quiets a repeat of what an operator just dealt with, never something worse (a crowd going
+    from 85 % to 150 % a minute after the 85 % alert was resolved is raised at once).
     """
     result = Plan()
     for condition in conditions:
@@ -178,8 +188,12 @@ def plan(
             if condition.severity.rank > Severity(open_severity).rank:
                 result.to_escalate.append(condition)
             continue
-        resolved_at = last_resolved_at.get(condition.key)
-        if resolved_at is not None and now - resolved_at < cooldown:
+        resolved = last_resolved.get(condition.key)
+        if (
+            resolved is not None
+            and now - resolved.at < cooldown
+            and condition.severity.rank <= Severity(resolved.severity).rank
+        ):
             continue
         result.to_raise.append(condition)
     return result

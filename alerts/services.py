@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts import audit
@@ -23,7 +23,17 @@ from locations.models import Camera, CrowdLog, Location
 from locations.state import broadcast_location, status_of
 
 from . import notifiers
-from .engine import AlertKind, AlertSettings, Condition, CustomRule, Sample, Severity, conditions_for_reading, plan
+from .engine import (
+    AlertKind,
+    AlertSettings,
+    Condition,
+    CustomRule,
+    Resolution,
+    Sample,
+    Severity,
+    conditions_for_reading,
+    plan,
+)
 from .models import Alert, AlertRule, Notification, NotificationChannel
 
 logger = logging.getLogger(__name__)
@@ -65,7 +75,7 @@ class LocationAlerts:
             for r in AlertRule.objects.filter(location=location, enabled=True)
         ]
         self.open = {a.key: a for a in Alert.objects.filter(location=location, status__in=Alert.OPEN_STATUSES)}
-        self._resolved_at: dict[str, datetime | None] = {}  # key -> when an alert of that key was last resolved
+        self._resolved: dict[str, Resolution | None] = {}  # key -> the last resolution of an alert of that key
 
     @property
     def any_open(self) -> bool:
@@ -116,16 +126,15 @@ class LocationAlerts:
     ) -> None:
         settings = self.settings
         conditions = conditions_for_reading(current, occupancy, history, settings, self.rules)
-        unknown = [c.key for c in conditions if c.key not in self._resolved_at]
-        if unknown:
-            self._resolved_at.update(dict.fromkeys(unknown))
-            self._resolved_at.update(
-                Alert.objects.filter(location=self.location, key__in=unknown, status=Alert.Status.RESOLVED)
-                .values("key")
-                .annotate(at=Max("resolved_at"))
-                .values_list("key", "at")
+        for key in {c.key for c in conditions} - self._resolved.keys():  # only keys whose condition holds: few
+            last = (
+                Alert.objects.filter(location=self.location, key=key, status=Alert.Status.RESOLVED)
+                .order_by("-resolved_at")
+                .values_list("resolved_at", "severity")
+                .first()
             )
-        last_resolved = {k: at for k, at in self._resolved_at.items() if at is not None}
+            self._resolved[key] = Resolution(last[0], Severity(last[1])) if last and last[0] else None
+        last_resolved = {k: r for k, r in self._resolved.items() if r is not None}
         todo = plan(
             conditions, {k: Severity(a.severity) for k, a in self.open.items()}, last_resolved, now, settings.cooldown
         )
@@ -150,7 +159,7 @@ class LocationAlerts:
                 _transition(
                     stale, Alert.Status.RESOLVED, list(Alert.OPEN_STATUSES), None, "Readings arrived again.", False
                 )
-            self._resolved_at[AlertKind.STALE] = now
+            self._resolved[AlertKind.STALE] = Resolution(now, Severity(stale.severity))
 
 
 def raise_alert(

@@ -11,6 +11,7 @@ from alerts.engine import (
     Condition,
     CustomRule,
     Metric,
+    Resolution,
     Sample,
     Severity,
     conditions_for_reading,
@@ -261,16 +262,26 @@ def test_open_severity_may_come_as_plain_strings_from_the_database() -> None:
 
 @pytest.mark.parametrize(("resolved_ago", "raised"), [(1, False), (299, False), (300, True), (3600, True)])
 def test_cooldown_after_resolution(resolved_ago: int, raised: bool) -> None:
-    result = plan([WARN], {}, {"OVERCROWDING": ago(resolved_ago)}, NOW, COOLDOWN)
+    result = plan([WARN], {}, {"OVERCROWDING": Resolution(ago(resolved_ago), Severity.WARNING)}, NOW, COOLDOWN)
     assert result.to_raise == ([WARN] if raised else [])
     assert result.to_escalate == []
 
 
 def test_cooldown_is_per_key() -> None:
-    result = plan([WARN, SPIKE], {}, {"SPIKE": ago(10)}, NOW, COOLDOWN)
+    result = plan([WARN, SPIKE], {}, {"SPIKE": Resolution(ago(10), Severity.WARNING)}, NOW, COOLDOWN)
     assert result.to_raise == [WARN]
 
 
 def test_zero_cooldown_raises_again_at_once() -> None:
-    result = plan([WARN], {}, {"OVERCROWDING": NOW}, NOW, timedelta(0))
+    result = plan([WARN], {}, {"OVERCROWDING": Resolution(NOW, Severity.WARNING)}, NOW, timedelta(0))
     assert result.to_raise == [WARN]
+
+
+def test_the_cooldown_never_holds_back_something_worse_than_what_was_resolved() -> None:
+    # An operator resolves the 85 % WARNING; a minute later the place is at 150 %: CRITICAL is raised at once
+    # (it used to wait out the five-minute cooldown).
+    warning_resolved = {"OVERCROWDING": Resolution(ago(60), Severity.WARNING)}
+    assert plan([CRIT], {}, warning_resolved, NOW, COOLDOWN).to_raise == [CRIT]
+    assert plan([WARN], {}, warning_resolved, NOW, COOLDOWN).to_raise == []
+    critical_resolved = {"OVERCROWDING": Resolution(ago(60), Severity.CRITICAL)}
+    assert plan([CRIT], {}, critical_resolved, NOW, COOLDOWN).to_raise == []

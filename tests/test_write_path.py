@@ -499,6 +499,16 @@ def test_a_settings_change_neither_ends_a_stale_alert_nor_repeats_an_old_spike(g
     assert [a.kind for a in open_alerts(gate)] == ["STALE"]  # the ten-minute-old rise is not a new SPIKE
 
 
+def test_a_surge_right_after_a_resolved_warning_is_raised_at_once(gate: Location) -> None:
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)  # 85 %
+    (warning,) = open_alerts(gate)
+    services.resolve(warning, User.objects.create_user("op"), "Stewards sent.")
+    record_reading(gate, 175, source=CrowdLog.Source.CAMERA)  # still 85-ish %: the cooldown keeps this quiet
+    assert not open_alerts(gate)
+    record_reading(gate, 300, source=CrowdLog.Source.CAMERA)  # 150 %, within the cooldown
+    assert [(a.kind, a.severity) for a in open_alerts(gate, "OVERCROWDING")] == [("OVERCROWDING", "CRITICAL")]
+
+
 def test_check_stale_locations_raises_one_stale_alert(gate: Location) -> None:
     quiet = Location.objects.create(name="Never seen", capacity_limit=10)
     at = timezone.now() - timedelta(seconds=1)
