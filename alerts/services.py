@@ -289,17 +289,22 @@ def check_stale_locations(now: datetime | None = None) -> list[Alert]:
     # conditions may match two different alerts, so any earlier STALE plus any other open alert hid the location.
     open_stale = Alert.objects.filter(location=OuterRef("pk"), key=AlertKind.STALE, status__in=Alert.OPEN_STATUSES)
     candidates = Location.objects.filter(is_active=True, last_reading_at__isnull=False).exclude(Exists(open_stale))
-    for location in candidates:
-        if status_of(location, now) != FeedStatus.STALE:
+    for candidate in candidates:
+        if status_of(candidate, now) != FeedStatus.STALE:
             continue
-        seconds = int((now - location.last_reading_at).total_seconds())
-        condition = Condition(
-            key=AlertKind.STALE,
-            kind=AlertKind.STALE,
-            severity=Severity.WARNING,
-            message=f"No reading for {seconds} s (expected every {location.expected_interval_seconds} s).",
-        )
         with transaction.atomic():
+            # Judged again under the location's lock, which the write path holds while it stores a reading: a
+            # reading committed since the candidates were read must not be followed by a STALE alert it cannot close.
+            location = Location.objects.select_for_update().get(pk=candidate.pk)
+            if status_of(location, now) != FeedStatus.STALE:
+                continue
+            seconds = int((now - location.last_reading_at).total_seconds())
+            condition = Condition(
+                key=AlertKind.STALE,
+                kind=AlertKind.STALE,
+                severity=Severity.WARNING,
+                message=f"No reading for {seconds} s (expected every {location.expected_interval_seconds} s).",
+            )
             alert = raise_alert(location, condition, at=now)
         if alert is not None:
             raised.append(alert)

@@ -509,6 +509,23 @@ def test_a_surge_right_after_a_resolved_warning_is_raised_at_once(gate: Location
     assert [(a.kind, a.severity) for a in open_alerts(gate, "OVERCROWDING")] == [("OVERCROWDING", "CRITICAL")]
 
 
+def test_no_stale_alert_for_a_reading_that_lands_while_the_check_runs(
+    gate: Location, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_reading(gate, 10, source=CrowdLog.Source.CAMERA, at=timezone.now() - timedelta(minutes=5))
+    judged = services.status_of
+
+    def reading_lands_after_the_first_look(location: Location, now: datetime) -> object:
+        status = judged(location, now)
+        if not CrowdLog.objects.filter(count=11).exists():  # the camera's next reading commits just then
+            record_reading(gate, 11, source=CrowdLog.Source.CAMERA)
+        return status
+
+    monkeypatch.setattr(services, "status_of", reading_lands_after_the_first_look)
+    assert services.check_stale_locations() == []  # it used to raise one, and notify, for a silence already over
+    assert not open_alerts(gate)
+
+
 def test_check_stale_locations_raises_one_stale_alert(gate: Location) -> None:
     quiet = Location.objects.create(name="Never seen", capacity_limit=10)
     at = timezone.now() - timedelta(seconds=1)
