@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.conf import settings
@@ -28,6 +28,9 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from .models import CalibrationFrame, Camera, CameraFrame, validate_heads
+
+if TYPE_CHECKING:
+    from detection.counting.calibration import Calibration
 
 MIN_FRAMES = 3  # calibrate_camera refuses fewer
 FIT_TIMEOUT = 180  # seconds; counting a few dozen frames with every mode takes well under a minute on a CPU
@@ -114,43 +117,62 @@ def render_page(
 
 
 def describe(calibration: Any) -> list[tuple[str, str]] | None:
-    """The stored calibration as (label, value) rows for people; None when there is none (identity)."""
-    if not calibration or not isinstance(calibration, dict):
+    """The stored calibration as (label, value) rows for people; None when there is none (identity).
+
+    Read with the counter's own rule (Calibration.parse), so the page shows what the worker applies, and says so
+    when the worker cannot apply it: a value written by SQL or an older version must still render here, for the
+    admin to see it and clear it."""
+    # Imported here: detection sits on top of locations.
+    from detection.counting.calibration import Calibration, CalibrationError
+
+    try:
+        parsed = Calibration.parse(calibration)
+    except CalibrationError as exc:
+        return [("Map (raw estimate → count)", f"not usable, so the camera reports its raw count: {exc}")]
+    if parsed is None:
         return None
-    kind = calibration.get("kind", "identity")
-    if kind == "scale":
-        mapping = f"scale: count = {calibration.get('a', 1):.3f} * raw"
-    elif kind == "linear":
-        mapping = f"linear: count = {calibration.get('a', 1):.3f} * raw {calibration.get('b', 0):+.2f}"
-    elif kind == "isotonic":
-        knots = zip(calibration.get("x", []), calibration.get("y", []), strict=False)
-        mapping = "isotonic: " + ", ".join(f"{x:g} → {y:g}" for x, y in knots)
-    elif kind == "boxes":
-        boxes = calibration.get("boxes") or {}
-        views = "the frame or its mirror image" if boxes.get("mirrored") else "the frame"
-        mapping = (
+    rows = [("Counting mode", parsed.mode or "any"), ("Map (raw estimate → count)", _mapping(parsed))]
+    return rows + _report_rows(calibration)
+
+
+def _mapping(calibration: "Calibration") -> str:
+    if calibration.kind == "scale":
+        return f"scale: count = {calibration.a:.3f} * raw"
+    if calibration.kind == "linear":
+        return f"linear: count = {calibration.a:.3f} * raw {calibration.b:+.2f}"
+    if calibration.kind == "isotonic":
+        return "isotonic: " + ", ".join(f"{x:g} → {y:g}" for x, y in zip(calibration.xs, calibration.ys, strict=True))
+    if calibration.boxes is not None:
+        views = "the frame or its mirror image" if calibration.boxes.mirrored else "the frame"
+        return (
             f"box model: each box detected in {views} weighed by how likely it is a person on this camera (learnt "
-            f"from the clicked heads), plus {boxes.get('missed', 0):.1f} people per frame no box finds"
+            f"from the clicked heads), plus {calibration.boxes.missed:.1f} people per frame no box finds"
         )
-    else:
-        mapping = "identity: no correction beat the raw count on held-back frames"
-    rows = [("Counting mode", str(calibration.get("mode") or "any")), ("Map (raw estimate → count)", mapping)]
-    if "heldout_mae_before" in calibration:
-        rows.append(
-            (
-                "Error on held-back frames (MAE)",
-                f"{calibration['heldout_mae_before']:.2f} before → {calibration.get('heldout_mae_after', 0):.2f} after",
-            )
-        )
-    if "n_frames" in calibration:
+    return "identity: no correction beat the raw count on held-back frames"
+
+
+def _report_rows(stored: dict[str, Any]) -> list[tuple[str, str]]:
+    """What calibrate_camera reported with the fit; the counter never reads these, so they are shown as found."""
+    rows = []
+    if "heldout_mae_before" in stored:
+        before, after = _figure(stored["heldout_mae_before"]), _figure(stored.get("heldout_mae_after", 0))
+        rows.append(("Error on held-back frames (MAE)", f"{before} before → {after} after"))
+    if "n_frames" in stored:
         rows.append(
             (
                 "Frames",
-                f"{calibration['n_frames']} labelled; fitted on {calibration.get('n_fit', '?')}, "
-                f"measured on {calibration.get('n_heldout', '?')} ({calibration.get('validation', '')})",
+                f"{stored['n_frames']} labelled; fitted on {stored.get('n_fit', '?')}, "
+                f"measured on {stored.get('n_heldout', '?')} ({stored.get('validation', '')})",
             )
         )
     return rows
+
+
+def _figure(value: Any) -> str:
+    """A number to 2 decimals; anything else (hand-edited JSON) as it is, rather than a server error."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.2f}"
+    return str(value)
 
 
 def image(request: HttpRequest, camera_id: int, frame_id: int) -> HttpResponse:

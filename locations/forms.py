@@ -116,3 +116,15 @@ class CameraForm(forms.ModelForm):
                 "Zone coordinates must be numbers between 0 and 1, e.g. [0.25, 0.5].", code="invalid_zone"
             ) from exc
         return zone or []
+
+    def clean_calibration(self) -> Any:
+        """Only a calibration the counter can apply: one it cannot is refused here, in words, rather than stored and
+        then skipped by the detection worker (detection.counting.calibration holds the rule)."""
+        from detection.counting.calibration import Calibration, CalibrationError  # detection sits on top of locations
+
+        calibration = self.cleaned_data["calibration"]
+        try:
+            Calibration.parse(calibration)
+        except CalibrationError as exc:
+            raise ValidationError(str(exc), code="invalid_calibration") from exc
+        return calibration

@@ -133,8 +133,9 @@ def test_production_settings_pass_check_deploy() -> None:
 # --- Camera counting zone --------------------------------------------------------------------------------------------
 
 
-def camera_form_data(camera: Camera, zone: str) -> dict[str, str]:
-    """The camera change form as the admin page posts it: the masked source (kept as stored) and a zone."""
+def camera_form_data(camera: Camera, zone: str, calibration: str = "{}") -> dict[str, str]:
+    """The camera change form as the admin page posts it: the masked source (kept as stored), a zone and a
+    calibration."""
     return {
         "location": str(camera.location_id),
         "name": camera.name,
@@ -142,7 +143,7 @@ def camera_form_data(camera: Camera, zone: str) -> dict[str, str]:
         "enabled": "on",
         "counting_mode": camera.counting_mode,
         "zone": zone,
-        "calibration": "{}",
+        "calibration": calibration,
     }
 
 
@@ -212,3 +213,71 @@ def test_camera_zone_editor_shows_the_latest_frame_or_says_why_not(admin_client:
     page = admin_client.get(reverse("admin:locations_camera_add")).content.decode()
     assert "once it has delivered a frame, the zone can be drawn" in page and "data-zone-editor " not in page
     assert 'name="zone"' in page
+
+
+# --- Camera calibration ----------------------------------------------------------------------------------------------
+
+SCALE = {"kind": "scale", "mode": "detect", "a": 1.5, "b": 0.0, "heldout_mae_before": 4.0, "heldout_mae_after": 1.0}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        ('{"kind": "scale", "a": "abc"}', "'a' must be a number, not 'abc'"),
+        ('{"kind": "linear", "a": null, "b": null}', "'a' must be a number, not None"),
+        ('{"kind": "scale", "a": 0}', "'a' must be above 0"),
+        ('{"kind": "scale", "a": -1}', "'a' must be above 0"),
+        ('{"kind": "scale", "a": NaN}', "'a' must be a number"),
+        ('{"kind": "linear", "a": 1.2, "b": true}', "'b' must be a number"),
+        ('{"kind": "isotonic", "x": 5, "y": [1]}', "An isotonic calibration needs 'x' and 'y'"),
+        ('{"kind": "isotonic", "x": [1, 2, 3], "y": [1]}', "An isotonic calibration needs 'x' and 'y'"),
+        ('{"kind": "isotonic", "x": [], "y": []}', "An isotonic calibration needs 'x' and 'y'"),
+        ('{"kind": "isotonic", "x": [5, 2], "y": [1, 3]}', "An isotonic calibration needs 'x' and 'y'"),
+        ('{"kind": "isotonic", "x": ["a"], "y": ["b"]}', "'x' must be a number, not 'a'"),
+        ('{"kind": "boxes", "boxes": 5}', "The box model (boxes) is damaged"),
+        ('{"kind": "zzz"}', "Unknown calibration kind 'zzz'"),
+        ("[1, 2]", "A calibration is a JSON object"),
+    ],
+)
+def test_a_calibration_the_counter_cannot_apply_is_refused_in_words(
+    admin_client: Client, location: Location, calibration: str, message: str
+) -> None:
+    """Saved, such a value used to stop `run_detection` for every camera; now the form says what is wrong."""
+    camera = location.cameras.get()
+    Camera.objects.filter(pk=camera.pk).update(calibration=SCALE)
+    camera.refresh_from_db()
+    response = admin_client.post(
+        reverse("admin:locations_camera_change", args=[camera.pk]), camera_form_data(camera, "", calibration)
+    )
+    assert response.status_code == 200  # the form again, not a redirect nor a server error
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["calibration"]
+    assert message in errors["calibration"][0]
+    assert escape(message) in response.content.decode()
+    camera.refresh_from_db()
+    assert camera.calibration == SCALE
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        SCALE,
+        {"kind": "linear", "mode": "", "a": 1.2, "b": -3},
+        {"kind": "isotonic", "mode": "auto", "x": [0, 10, 10, 40], "y": [0, 12, 14, 50]},
+        {"kind": "identity", "mode": "auto", "n_frames": 5},
+        {},
+    ],
+)
+def test_a_calibration_the_counter_can_apply_is_saved(
+    admin_client: Client, location: Location, calibration: dict[str, object]
+) -> None:
+    camera = location.cameras.get()
+    response = admin_client.post(
+        reverse("admin:locations_camera_change", args=[camera.pk]),
+        camera_form_data(camera, "", json.dumps(calibration)),
+    )
+    assert response.status_code == 302, response.content
+    camera.refresh_from_db()
+    assert camera.calibration == calibration

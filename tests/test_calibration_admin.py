@@ -232,6 +232,43 @@ def test_stored_calibration_is_shown_and_can_be_cleared(admin: Client, camera: C
     assert camera.calibration == {} and camera.counting_mode == "detect"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"kind": "scale", "a": "abc"},
+        {"kind": "linear", "a": None, "b": None},
+        {"kind": "isotonic", "x": 5, "y": [1]},
+        {"kind": "isotonic", "x": ["a"], "y": ["b"]},
+        {"kind": "boxes", "boxes": {"missed": "many"}},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_stored_calibration_the_counter_cannot_apply_is_shown_not_a_500(
+    admin: Client, camera: Camera, stored: Any
+) -> None:
+    """Written by SQL or an older version (the admin form refuses it): the page says the camera counts raw."""
+    Camera.objects.filter(pk=camera.pk).update(calibration=stored)
+    page = admin.get(url("", camera.pk))
+    assert page.status_code == 200
+    assert "not usable, so the camera reports its raw count" in page.content.decode()
+    response = admin.post(url("_clear", camera.pk), follow=True)  # and it can be cleared from there
+    assert "Calibration cleared" in response.content.decode()
+    camera.refresh_from_db()
+    assert camera.calibration == {}
+
+
+@pytest.mark.django_db
+def test_a_hand_edited_fit_report_is_shown_as_written(admin: Client, camera: Camera) -> None:
+    Camera.objects.filter(pk=camera.pk).update(
+        calibration={"kind": "scale", "a": 2, "heldout_mae_before": "x", "n_frames": 3}
+    )
+    page = admin.get(url("", camera.pk))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "scale: count = 2.000 * raw" in text and "x before → 0.00 after" in text
+
+
 @pytest.mark.django_db(transaction=True)
 def test_fit_failure_is_an_admin_message_not_a_500(
     admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

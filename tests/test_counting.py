@@ -502,6 +502,54 @@ def test_worker_applies_zone_calibration_and_the_untrusted_rule(engine: Counting
     assert [r.count for r in readings] == [10, 20, 11, 12]
 
 
+@needs_data
+@needs_yolo
+@pytest.mark.django_db(transaction=True)
+def test_a_camera_with_a_malformed_calibration_is_counted_uncalibrated(engine: CountingEngine) -> None:
+    """A calibration the counter cannot apply (written by SQL or an older version; the admin form refuses it) used
+    to stop run_detection, and every camera with it. Now that camera counts its raw estimate, and the others too."""
+    path, _ = manifest("pets09_s2l1")[5]
+    location = Location.objects.create(name="Walkway", capacity_limit=200)
+    good = Camera.objects.create(
+        location=location,
+        name="good",
+        source=str(path),
+        counting_mode="detect",
+        calibration={"kind": "scale", "mode": "detect", "a": 2.0},
+    )
+    bad = Camera.objects.create(location=location, name="bad", source=str(path), counting_mode="detect")
+    Camera.objects.filter(pk=bad.pk).update(calibration={"kind": "isotonic", "x": ["a"], "y": ["b"]})
+    raw = engine.count(cv2.imread(str(path)), mode="detect").count
+    assert raw > 0
+    feeds = [Feed(location.pk, camera.source, camera.pk) for camera in (good, bad)]
+    worker = DetectionWorker(engine, lambda: feeds, 0.01, threading.Event())
+    assert worker.run(cycles=1) == 2
+    assert CrowdLog.objects.get(camera=good).count == 2 * raw
+    log = CrowdLog.objects.get(camera=bad)
+    assert log.count == raw
+    assert not any("calibrated" in note for note in log.details["quality"]["notes"])
+
+
+def test_calibration_from_json_refuses_what_the_counter_cannot_apply() -> None:
+    for stored in (
+        {"kind": "scale", "a": "abc"},
+        {"kind": "linear", "a": None},
+        {"kind": "scale", "a": 0},
+        {"kind": "scale", "a": float("inf")},
+        {"kind": "isotonic", "x": 5, "y": [1]},
+        {"kind": "isotonic", "x": [1, 2], "y": [1]},
+        {"kind": "isotonic", "x": ["a"], "y": ["b"]},
+        {"kind": "zzz"},
+        "scale",
+    ):
+        assert calib.Calibration.from_json(stored) is None, stored
+        with pytest.raises(calib.CalibrationError):
+            calib.Calibration.parse(stored)
+    assert calib.Calibration.from_json({}) is None and calib.Calibration.parse({}) is None  # none stored
+    isotonic = calib.Calibration.parse({"kind": "isotonic", "x": [0, 10], "y": [0, 20]})
+    assert isotonic is not None and isotonic.apply(5) == 10
+
+
 def test_a_reading_of_several_frames_keeps_the_median_one() -> None:
     def results(*counts: int) -> list[CountResult]:
         return [CountResult(count) for count in counts]

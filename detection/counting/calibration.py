@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,13 @@ class BoxModel:
         return model
 
 
+class CalibrationError(ValueError):
+    """A stored calibration the counter cannot apply; the message says why, for the person who typed it."""
+
+
+EXAMPLE = '{"kind": "scale", "a": 1.2}'
+
+
 @dataclass(frozen=True)
 class Calibration:
     kind: str = "identity"
@@ -125,24 +133,68 @@ class Calibration:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> Calibration | None:
-        if not data or not isinstance(data, dict):
+    def parse(cls, data: Any) -> Calibration | None:
+        """The stored calibration (see `to_json`), None when there is none; CalibrationError, saying why in words,
+        when the counter cannot apply it. The one rule for what a camera may store: the admin form refuses what this
+        refuses, and the worker counts uncalibrated when a stored value fails it (`from_json`)."""
+        if not data:
             return None
+        if not isinstance(data, dict):
+            raise CalibrationError(f"A calibration is a JSON object, e.g. {EXAMPLE}, or {{}} for none.")
         kind = data.get("kind", "identity")
         if kind not in KINDS:
+            raise CalibrationError(f"Unknown calibration kind {kind!r}: use one of {', '.join(KINDS)}.")
+        calibration = cls(kind=kind, mode=str(data.get("mode", "")))
+        if kind in ("scale", "linear"):
+            return replace(calibration, a=_slope(data.get("a", 1.0)), b=_number(data.get("b", 0.0), "b"))
+        if kind == "isotonic":
+            xs, ys = _knots(data.get("x"), data.get("y"))
+            return replace(calibration, xs=xs, ys=ys)
+        if kind == "boxes":
+            boxes = BoxModel.from_json(data.get("boxes"))
+            if boxes is None:
+                raise CalibrationError("The box model (boxes) is damaged: clear the calibration and fit it again.")
+            return replace(calibration, boxes=boxes)
+        return calibration
+
+    @classmethod
+    def from_json(cls, data: Any) -> Calibration | None:
+        """As `parse`, but None for a value the counter cannot apply (stored by SQL or an older version): that camera
+        counts uncalibrated rather than stopping the worker, which samples every camera."""
+        try:
+            return cls.parse(data)
+        except CalibrationError:
             return None
-        boxes = BoxModel.from_json(data.get("boxes")) if kind == "boxes" else None
-        if kind == "boxes" and boxes is None:
-            return None  # a damaged box model: count uncalibrated rather than guess
-        return cls(
-            kind=kind,
-            mode=str(data.get("mode", "")),
-            a=float(data.get("a", 1.0)),
-            b=float(data.get("b", 0.0)),
-            xs=tuple(float(v) for v in data.get("x", ())),
-            ys=tuple(float(v) for v in data.get("y", ())),
-            boxes=boxes,
-        )
+
+
+def _number(value: Any, name: str) -> float:
+    # JSON numbers only: true/false are ints to Python, and NaN or Infinity would turn every count into 0 or a crash.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CalibrationError(f"Calibration field {name!r} must be a number, not {value!r}.")
+    return float(value)
+
+
+def _slope(value: Any) -> float:
+    a = _number(value, "a")
+    if a <= 0:  # 0 would report an empty place whatever the camera sees; below 0, fewer people as more arrive
+        raise CalibrationError(f"Calibration field 'a' must be above 0 (count = a * raw + b), not {value!r}.")
+    return a
+
+
+def _knots(x: Any, y: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """An isotonic map's knots: equally long, non-empty lists of non-decreasing numbers >= 0 (np.interp needs x
+    sorted; a count is never negative and never falls as the raw estimate rises)."""
+    message = (
+        "An isotonic calibration needs 'x' and 'y': two lists of the same length, at least one number each, "
+        "every number 0 or more and none below the one before it."
+    )
+    if not isinstance(x, list) or not isinstance(y, list) or not x or len(x) != len(y):
+        raise CalibrationError(message)
+    xs, ys = tuple(_number(v, "x") for v in x), tuple(_number(v, "y") for v in y)
+    for values in (xs, ys):
+        if values[0] < 0 or any(later < earlier for earlier, later in pairwise(values)):
+            raise CalibrationError(message)
+    return xs, ys
 
 
 def _pav(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -344,7 +344,10 @@ class CameraProfile:
         except ValueError:
             logger.warning("Camera %s has an invalid zone; counting the whole frame.", camera_id)
             zone = None
-        return cls(row["counting_mode"] or "", zone, Calibration.from_json(row["calibration"]))
+        calibration = Calibration.from_json(row["calibration"])
+        if calibration is None and row["calibration"]:
+            logger.warning("Camera %s has a calibration the counter cannot apply; counting uncalibrated.", camera_id)
+        return cls(row["counting_mode"] or "", zone, calibration)
 
 
 @dataclass
