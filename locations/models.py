@@ -11,6 +11,11 @@ from .density import DEFAULT_HIGH_THRESHOLD, DEFAULT_MEDIUM_THRESHOLD, DensityLe
 
 DENSITY_CHOICES = [(level.value, level.value.title()) for level in DensityLevel]
 PERCENT = [MinValueValidator(0.1), MaxValueValidator(1000)]
+# The longest a location's reading interval, spike window or alert cooldown may be, for admin and API alike: a week.
+# Longer than any of them sensibly is for a live monitor, and small enough that the datetimes computed from them
+# (now - 3 intervals, now - the window, resolved + the cooldown) can never overflow; SQLite would otherwise store up
+# to 2**63 - 1 seconds, and then every reading, the API and the dashboard for that location answered 500.
+MAX_SETTING_SECONDS = 7 * 24 * 60 * 60
 
 
 class Location(models.Model):
@@ -35,16 +40,20 @@ class Location(models.Model):
     spike_percent = models.FloatField(
         default=30.0, validators=PERCENT, help_text="A rise of more than this % within the spike window is a SPIKE."
     )
-    spike_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+    spike_window_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(MAX_SETTING_SECONDS)]
+    )
     spike_min_delta = models.PositiveIntegerField(
         default=5, validators=[MinValueValidator(1)], help_text="A spike must also add at least this many people."
     )
     alert_cooldown_seconds = models.PositiveIntegerField(
-        default=300, help_text="After an alert is resolved, the same alert is not raised again for this long."
+        default=300,
+        validators=[MaxValueValidator(MAX_SETTING_SECONDS)],
+        help_text="After an alert is resolved, the same alert is not raised again for this long.",
     )
     expected_interval_seconds = models.PositiveIntegerField(
         default=5,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SETTING_SECONDS)],
         help_text="How often readings should arrive; with none for 3 intervals the location shows 'no data'.",
     )
     is_active = models.BooleanField(default=True)

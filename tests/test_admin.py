@@ -18,7 +18,7 @@ from alerts.engine import AlertKind, Condition, Severity
 from alerts.models import Alert
 from alerts.services import raise_alert
 from crowd_monitor.redaction import redact_uri
-from locations.models import Camera, CameraFrame, CrowdLog, Location
+from locations.models import MAX_SETTING_SECONDS, Camera, CameraFrame, CrowdLog, Location
 from locations.services import record_reading
 
 ADMIN_MODELS = [
@@ -84,15 +84,15 @@ def test_bulk_acknowledge_and_resolve(admin_client: Client, location: Location, 
     assert {a.status for a in Alert.objects.all()} == {Alert.Status.RESOLVED}
 
 
-@pytest.mark.django_db
-def test_changing_capacity_in_admin_rederives_occupancy(admin_client: Client, location: Location) -> None:
-    data = {
+def location_form_data(location: Location, **changes: str) -> dict[str, str]:
+    """The location change form as the admin page posts it (default settings), with `changes`."""
+    return {
         "name": location.name,
         "description": "",
         "is_active": "on",
         "latitude": "",
         "longitude": "",
-        "capacity_limit": "200",
+        "capacity_limit": str(location.capacity_limit),
         "medium_threshold": "30",
         "high_threshold": "70",
         "alert_threshold": "80",
@@ -103,11 +103,45 @@ def test_changing_capacity_in_admin_rederives_occupancy(admin_client: Client, lo
         "expected_interval_seconds": "5",
         "cameras-TOTAL_FORMS": "0",
         "cameras-INITIAL_FORMS": "0",
+        **changes,
     }
+
+
+@pytest.mark.django_db
+def test_changing_capacity_in_admin_rederives_occupancy(admin_client: Client, location: Location) -> None:
+    data = location_form_data(location, capacity_limit="200")
     response = admin_client.post(reverse("admin:locations_location_change", args=[location.pk]), data)
     assert response.status_code == 302, response.content
     location.refresh_from_db()
     assert (location.capacity_limit, location.occupancy_percentage, location.density_level) == (200, 42.5, "MEDIUM")
+
+
+DURATIONS = ["expected_interval_seconds", "spike_window_seconds", "alert_cooldown_seconds"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", DURATIONS)
+@pytest.mark.parametrize("seconds", [MAX_SETTING_SECONDS + 1, 2**63 - 1])
+def test_durations_longer_than_a_week_are_refused_in_admin(
+    admin_client: Client, location: Location, field: str, seconds: int
+) -> None:
+    """SQLite stored up to 2**63 - 1 seconds, and then readings, the API and the dashboard answered 500."""
+    url = reverse("admin:locations_location_change", args=[location.pk])
+    response = admin_client.post(url, location_form_data(location, **{field: str(seconds)}))
+    assert response.status_code == 200  # the form again, not a redirect nor a server error
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field]
+    assert f"less than or equal to {MAX_SETTING_SECONDS}" in errors[field][0]
+    stored = Location.objects.values(*DURATIONS).get(pk=location.pk)
+    assert stored == {"expected_interval_seconds": 5, "spike_window_seconds": 60, "alert_cooldown_seconds": 300}
+    assert admin_client.get("/").status_code == 200
+
+    response = admin_client.post(url, location_form_data(location, **{field: str(MAX_SETTING_SECONDS)}))
+    assert response.status_code == 302, response.content  # a week is allowed
+    reading = admin_client.post(
+        f"/api/locations/{location.pk}/readings/", {"count": 5}, content_type="application/json"
+    )
+    assert reading.status_code == 201
 
 
 def test_production_settings_pass_check_deploy() -> None:

@@ -576,6 +576,10 @@ def test_unparseable_bodies(admin: APIClient, busy_gate: Location, body: str, co
         ({"name": "New", "capacity_limit": 10, "expected_interval_seconds": 10**18}, "expected_interval_seconds"),
         ({"name": "New", "capacity_limit": 10, "spike_window_seconds": 10**18}, "spike_window_seconds"),
         ({"name": "New", "capacity_limit": 10, "alert_cooldown_seconds": 10**18}, "alert_cooldown_seconds"),
+        # Longer than a week (locations.models.MAX_SETTING_SECONDS, the limit Django admin applies too).
+        ({"name": "New", "capacity_limit": 10, "expected_interval_seconds": 604_801}, "expected_interval_seconds"),
+        ({"name": "New", "capacity_limit": 10, "spike_window_seconds": 604_801}, "spike_window_seconds"),
+        ({"name": "New", "capacity_limit": 10, "alert_cooldown_seconds": 604_801}, "alert_cooldown_seconds"),
         ({"capacity_limit": 10}, "name"),
         ({"name": "", "capacity_limit": 10}, "name"),
         ({"name": "x" * 121, "capacity_limit": 10}, "name"),
@@ -603,6 +607,8 @@ def test_bad_new_locations(admin: APIClient, busy_gate: Location, body: dict[str
         ({"name": ""}, "name"),
         ({"name": "Gate B"}, "name"),  # taken by another location
         ({"expected_interval_seconds": 10**18}, "expected_interval_seconds"),
+        ({"spike_window_seconds": 604_801}, "spike_window_seconds"),
+        ({"alert_cooldown_seconds": 2**63 - 1}, "alert_cooldown_seconds"),
     ],
 )
 def test_bad_location_changes(admin: APIClient, busy_gate: Location, body: dict[str, Any], names: str) -> None:
