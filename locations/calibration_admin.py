@@ -28,6 +28,7 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from .models import CalibrationFrame, Camera, CameraFrame, validate_heads
+from .services import MAX_COUNT
 
 if TYPE_CHECKING:
     from detection.counting.calibration import Calibration
@@ -213,7 +214,9 @@ def capture(request: HttpRequest, camera_id: int) -> HttpResponse:
 
 class LabelForm(forms.Form):
     heads = forms.JSONField(required=False)
-    count = forms.IntegerField(min_value=0, required=False)
+    # The most a reading may count: a typed count beyond it overflowed the database column (a 500), and could not be
+    # a real frame anyway.
+    count = forms.IntegerField(min_value=0, max_value=MAX_COUNT, required=False)
 
     def clean_heads(self) -> list[list[float]]:
         heads = self.cleaned_data["heads"] or []

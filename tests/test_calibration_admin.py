@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from locations.models import CalibrationFrame, Camera, CameraFrame, Location
+from locations.services import MAX_COUNT
 
 SHARED = Path("/work/shared")
 MALL = SHARED / "data" / "mall"
@@ -144,12 +145,23 @@ def test_labelling_by_heads_or_by_count(admin: Client, camera: Camera) -> None:
     frame.refresh_from_db()
     assert (frame.count, frame.heads) == (0, [])
 
-    for bad in ({"heads": "[[1.5, 0.2]]"}, {"heads": "not json"}, {"count": "-1"}, {"heads": "", "count": ""}):
+    # No frame holds more than MAX_COUNT people (what a reading may count); a huge count used to overflow the
+    # database column: a 500 rather than a message.
+    too_many = ({"count": str(MAX_COUNT + 1)}, {"count": str(2**63)}, {"count": str(10**20)})
+    for bad in (
+        {"heads": "[[1.5, 0.2]]"},
+        {"heads": "not json"},
+        {"count": "-1"},
+        {"heads": "", "count": ""},
+        *too_many,
+    ):
         response = admin.post(url("_label", camera.pk, frame.pk), bad, follow=True)
         assert response.status_code == 200
         assert any("not saved" in m for m in messages_of(response)), bad
     frame.refresh_from_db()
     assert (frame.count, frame.heads) == (0, [])
+    response = admin.post(url("_label", camera.pk, frame.pk), {"count": str(MAX_COUNT + 1)}, follow=True)
+    assert f"Ensure this value is less than or equal to {MAX_COUNT}" in messages_of(response)[-1]
     page = admin.get(url("", camera.pk))
     assert b"Labelled frames: 1 of 1" in page.content and b"0 people" in page.content
 
