@@ -3,7 +3,7 @@
 Camera sources may carry credentials, so no response here ever contains one.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -26,6 +26,7 @@ from .state import isoformat
 
 # Enough readings for a stable picture (an hour at 1 s sampling) without scanning weeks of rows.
 HEATMAP_MAX_READINGS = 3600
+HEATMAP_DEFAULT_PERIOD = timedelta(hours=1)  # without `since`, the hour before `until`
 
 
 class CameraSerializer(serializers.ModelSerializer):
@@ -52,10 +53,21 @@ class HeatmapQuerySerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         attrs.setdefault("until", timezone.now())
-        attrs.setdefault("since", attrs["until"] - timedelta(hours=1))
+        if "since" not in attrs:
+            attrs["since"] = hour_before(attrs["until"])
         if attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"since": "Must be before until."})
         return attrs
+
+
+def hour_before(until: datetime) -> datetime:
+    """The default start of the period; a 400 for an `until` within the first hour of year 1, which has none."""
+    try:
+        return until - HEATMAP_DEFAULT_PERIOD
+    except OverflowError:
+        raise serializers.ValidationError(
+            {"until": "Must be at least an hour after 0001-01-01T00:00:00Z, or give since too."}
+        ) from None
 
 
 def newest_quality(camera: Camera) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, hash_key
 from alerts.models import Alert, Notification
-from locations.models import CrowdLog, DensitySnapshot, Location
+from locations.models import Camera, CrowdLog, DensitySnapshot, Location
 from locations.services import record_reading
 from locations.state import isoformat
 
@@ -662,6 +662,26 @@ def test_bad_alert_actions(admin: APIClient, busy_gate: Location) -> None:
 def test_bad_queries(viewer: APIClient, busy_gate: Location, path: str, names: str) -> None:
     response = viewer.get(path.format(loc=busy_gate.pk))
     assert_json_error(response, 404 if "page" in names else 400, names)
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("until=0001-01-01T00:00:00Z", "until"),  # the hour before it, the default period, is before the calendar
+        ("until=0001-01-01T00:59:59Z", "until"),
+        ("since=0001-01-01T00:30:00Z&until=0001-01-01T00:00:00Z", "since"),
+    ],
+)
+def test_bad_heatmap_queries(viewer: APIClient, gate: Location, query: str, names: str) -> None:
+    camera = Camera.objects.create(location=gate, name="North", source="/dev/null")
+    assert_json_error(viewer.get(f"/api/cameras/{camera.pk}/heatmap/?{query}"), 400, names)
+
+
+def test_heatmap_of_the_first_hour_of_the_calendar_is_empty(viewer: APIClient, gate: Location) -> None:
+    camera = Camera.objects.create(location=gate, name="North", source="/dev/null")
+    response = viewer.get(f"/api/cameras/{camera.pk}/heatmap/?since=0001-01-01T00:00:00Z&until=0001-01-01T00:30:00Z")
+    assert response.status_code == 200, response.content
+    assert (response.json()["readings"], response.json()["since"]) == (0, "0001-01-01T00:00:00Z")
 
 
 @pytest.mark.parametrize("path", ["/api/nope/", "/api/locations/abc/", "/api/alerts/1/explode/", "/api/v2/locations/"])
