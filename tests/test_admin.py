@@ -208,6 +208,9 @@ def test_camera_zone_is_saved_from_the_admin_form(admin_client: Client, location
         ("[[0.1, 0.2], [0.9, 0.2], [0.5]]", "is not an [x, y] pair"),
         ('[[0.1, 0.2], [0.9, 0.2], ["left", 0.9]]', "must be numbers between 0 and 1"),
         ('{"corners": 4}', "at least three [x, y] points"),
+        ("[[0, 0], [0.5, 0.5], [1, 1]]", "The zone encloses next to no area"),  # used to count nobody, ever
+        ("[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]", "The zone encloses next to no area"),
+        ("[[0, 0], [1, 1], [1, 0], [0, 1]]", "The zone's edges cross each other"),
     ],
 )
 def test_an_invalid_camera_zone_is_refused_in_words(

@@ -161,6 +161,37 @@ def test_zone_keeps_people_whose_feet_are_inside() -> None:
         parse_zone([[0, 0], [640, 0], [640, 480]])
 
 
+@pytest.mark.parametrize(
+    ("zone", "message"),
+    [
+        ([[0, 0], [0.5, 0.5], [1, 1]], "encloses next to no area"),  # on one line
+        ([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], "encloses next to no area"),  # one point three times
+        ([[0.2, 0.2], [0.2, 0.2], [0.8, 0.8], [0.8, 0.8]], "encloses next to no area"),
+        ([[0.5, 0.5], [0.505, 0.5], [0.505, 0.505], [0.5, 0.505]], "encloses next to no area"),  # 0.0025 % of it
+        ([[0, 0], [1, 1], [1, 0], [0, 1]], "edges cross each other"),  # corners out of order: a bow tie
+        ([[0, 0], [1, 1], [1, 0.2], [0, 0.9]], "edges cross each other"),
+    ],
+)
+def test_a_zone_nobody_could_stand_in_is_refused(zone: list[list[float]], message: str) -> None:
+    """Such a zone kept no box, so the camera reported an empty place (LOW) whatever it saw."""
+    with pytest.raises(ValueError, match=message):
+        parse_zone(zone)
+
+
+def test_a_small_or_concave_zone_is_a_zone() -> None:
+    assert parse_zone([[0.5, 0.5], [0.52, 0.5], [0.52, 0.51], [0.5, 0.51]]) is not None  # 2 % by 1 % of the frame
+    assert parse_zone([[0, 0], [1, 0], [1, 1], [0.5, 0.2], [0, 1]]) is not None  # an arrow head, edges not crossing
+
+
+@pytest.mark.django_db
+def test_a_stored_zone_with_no_area_counts_the_whole_frame() -> None:
+    """Stored before the rule (the admin form refuses it now): the worker counts the whole frame, as for any zone
+    it cannot use, rather than nobody."""
+    camera = mall_camera()
+    Camera.objects.filter(pk=camera.pk).update(zone=[[0, 0], [0.5, 0.5], [1, 1]])
+    assert CameraProfile.load(camera.pk).zone is None
+
+
 def test_calibration_fits_a_monotone_map_and_cross_validates() -> None:
     raw = np.array([10, 12, 15, 18, 20, 22, 25, 28, 30, 33], dtype=float)
     truth = 1.4 * raw + 2 + np.array([1, -1, 0, 1, -1, 0, 1, -1, 0, 1])
@@ -454,6 +485,18 @@ def test_heads_that_do_not_cover_every_frame_fit_no_box_model(tmp_path: Path) ->
         call_command(*command, "--heads", str(heads_file), "--modes", "auto")
     with pytest.raises(CommandError, match="--folds must be at least 2"):  # 0 folds used to report an error of nan
         call_command(*command, "--folds", "0", "--modes", "detect")
+
+
+@needs_data
+@needs_yolo
+@pytest.mark.django_db
+def test_calibrating_a_camera_whose_zone_has_no_area_says_so(tmp_path: Path) -> None:
+    camera = mall_camera()
+    Camera.objects.filter(pk=camera.pk).update(zone=[[0, 0], [0.5, 0.5], [1, 1]])  # stored before the rule
+    counts = write_counts(tmp_path, manifest("mall")[:3])
+    command = ("calibrate_camera", str(camera.pk), "--counts", str(counts), "--model", str(YOLO_MODEL))
+    with pytest.raises(CommandError, match="zone is not valid: The zone encloses"):
+        call_command(*command, "--modes", "detect")
 
 
 @needs_data

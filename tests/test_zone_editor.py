@@ -114,6 +114,12 @@ def test_admin_draws_the_zone_on_the_frame_and_saves_it(
         page.get_by_role("button", name="Clear (whole frame)").click()
         expect(page.locator(".zone-editor__vertex")).to_have_count(0)
         assert json.loads(page.locator("#id_zone").input_value()) == []
+        # Points on one line enclose nobody (the camera would report an empty place): refused, the saved zone kept.
+        for x, y in ((0.1, 0.1), (0.5, 0.5), (0.9, 0.9)):
+            click(x, y)
+        with page.expect_navigation():
+            page.locator("input[name=_save]").click()
+        expect(page.locator(".errorlist")).to_contain_text("The zone encloses next to no area")
         violations += page.evaluate("window.__csp")
 
         page.goto(f"/admin/locations/camera/{broken.pk}/change/")  # a frame the browser cannot show

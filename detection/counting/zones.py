@@ -19,8 +19,15 @@ class ZoneError(ValueError):
     pass
 
 
+# The least share of the frame a zone may enclose: 1/10,000, e.g. 1 % of the width by 1 % of the height, less than
+# anyone in view covers. A smaller polygon is in effect a line or a point (collinear or repeated points): nobody
+# would ever stand in it, and the camera would report an empty place whatever it sees.
+MIN_ZONE_AREA = 1e-4
+
+
 def parse_zone(value: Any) -> Zone | None:
-    """Validate a stored zone: None / [] = whole frame, else >= 3 [x, y] points with 0 <= x, y <= 1."""
+    """Validate a stored zone: None / [] = whole frame, else >= 3 [x, y] points with 0 <= x, y <= 1 around an area
+    (MIN_ZONE_AREA or more) whose edges do not cross."""
     if value in (None, "", [], {}):
         return None
     if isinstance(value, dict):
@@ -35,7 +42,43 @@ def parse_zone(value: Any) -> Zone | None:
         if not (0 <= x <= 1 and 0 <= y <= 1):
             raise ZoneError(f"Zone point {point!r} is outside 0-1: zones use coordinates relative to the frame.")
         points.append([x, y])
+    _check_outline(points)
     return points
+
+
+def _check_outline(zone: Zone) -> None:
+    """A zone must enclose an area, with edges that do not cross (else the points are out of order)."""
+    if _edges_cross(zone):
+        raise ZoneError(
+            "The zone's edges cross each other: list its corners in order around the area (clockwise or anticlockwise)."
+        )
+    if polygon_area(zone) < MIN_ZONE_AREA:
+        raise ZoneError(
+            "The zone encloses next to no area: its points lie on one line or repeat, so nobody would ever count. "
+            "Give at least three corners around the area to count, or leave the zone empty for the whole frame."
+        )
+
+
+def polygon_area(zone: Zone) -> float:
+    """The share of the frame the polygon encloses (shoelace formula). Pure."""
+    x, y = np.asarray(zone, dtype=float).T
+    return float(abs(x @ np.roll(y, -1) - y @ np.roll(x, -1)) / 2)
+
+
+def _edges_cross(zone: Zone) -> bool:
+    """Whether two edges of the closed polygon cross at a point inside both. Edges that only touch at a corner
+    (neighbours always do) or lie on one line do not count: the area rule deals with those."""
+    start = np.asarray(zone, dtype=float)
+    end = np.roll(start, -1, axis=0)  # edge i runs from start[i] to end[i]
+    direction = (end - start)[:, None, :]
+
+    def side(points: np.ndarray) -> np.ndarray:
+        # [i, j]: the sign of where points[j] lies relative to the line of edge i (0: on it)
+        offset = points[None, :, :] - start[:, None, :]
+        return np.sign(direction[..., 0] * offset[..., 1] - direction[..., 1] * offset[..., 0])
+
+    straddles = side(start) * side(end) < 0  # [i, j]: edge j's ends lie on opposite sides of edge i's line
+    return bool((straddles & straddles.T).any())
 
 
 def _contour(zone: Zone, width: float, height: float) -> np.ndarray:

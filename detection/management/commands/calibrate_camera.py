@@ -84,7 +84,10 @@ class Command(BaseCommand):
                 raise CommandError(f"Unknown mode {mode!r}; choose from {', '.join(ENGINE_MODES)}.")
             if mode == "density" and engine.density is None:
                 raise CommandError("The density mode needs a density model: set DENSITY_MODEL or --density-model.")
-        zone = parse_zone(camera.zone)
+        try:
+            zone = parse_zone(camera.zone)
+        except ValueError as exc:  # stored before the rule was (a zone with no area); the admin form refuses it now
+            raise CommandError(f"The camera's zone is not valid: {exc} Correct it on the camera's page.") from exc
         clicked, skipped = clicked_heads(options["heads"], options["counts"], frames, "detect" in modes)
         if skipped:
             self.stdout.write(f"No box model: {skipped}")
