@@ -496,6 +496,7 @@ FAR_FUTURE = "2999-01-01T00:00:00Z"
         ({"count": 5, "timestamp": FAR_FUTURE}, "future"),
         ({"count": 5, "timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp"),
         ({"count": 5, "timestamp": "0001-01-01T00:00:30Z"}, "before 2000-01-01"),  # was a 500 (OverflowError)
+        ({"count": 5, "timestamp": "2026-01-01T09:00:00"}, "give the time zone"),  # was taken as UTC
         ({"count": 5, "timestamp": 1700000000}, "timestamp"),
         ([5], "dictionary"),
         ("5", "dictionary"),
