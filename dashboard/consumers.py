@@ -6,7 +6,7 @@ alerts), then live messages as `crowd_monitor.realtime.publish` sends them.
 
 A socket can stay open for a whole shift, so the right to watch is checked again whenever the client pings (the
 dashboard does every 20 s): a user who signed out elsewhere, whose session expired, who was deactivated or lost
-the dashboard permission stops receiving within one ping.
+the dashboard permission stops receiving within one ping. A password change signs a session out, as on every page.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -21,7 +22,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.auth import get_user
 
 from accounts.roles import DASHBOARD
 from alerts.models import Alert
@@ -141,12 +142,14 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
     def _refusal(self) -> int | None:
         """The close code if the socket's user may no longer watch, read afresh from the database; else None."""
         key = getattr(self.scope.get("session"), "session_key", None)
-        # A new store reads the session again: signed out (deleted) or expired sessions come back empty.
-        user_id = import_module(settings.SESSION_ENGINE).SessionStore(key).get(SESSION_KEY) if key else None
-        if user_id is None or str(user_id) != str(self.scope["user"].pk):
+        if not key:
             return CLOSE_UNAUTHENTICATED
-        user = get_user_model().objects.filter(pk=self.scope["user"].pk).first()
-        if user is None or not user.is_active:
+        # A new store reads the session again: signed out (deleted) or expired sessions come back empty. Django's
+        # own get_user then does what it does for every page: a session whose password hash no longer matches (the
+        # password was changed, e.g. after a compromise) or whose user is inactive or gone gives AnonymousUser.
+        session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        user = get_user(SimpleNamespace(session=session))
+        if not user.is_authenticated or user.pk != self.scope["user"].pk:
             return CLOSE_UNAUTHENTICATED
         return None if user.has_perm(DASHBOARD) else CLOSE_FORBIDDEN
 

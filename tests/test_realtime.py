@@ -336,7 +336,7 @@ def test_malformed_frames_get_an_error_and_the_socket_stays_usable(
     assert pong == {"type": "pong"}
 
 
-@pytest.mark.parametrize("change", ["sign out", "deactivate", "make integrator"])
+@pytest.mark.parametrize("change", ["sign out", "deactivate", "make integrator", "password changed"])
 def test_a_user_who_may_no_longer_watch_is_cut_off_at_the_next_ping(
     live_asgi_server: LiveAsgiServer, django_user_model: Any, session_cookie_for: Callable[[Any], str], change: str
 ) -> None:
@@ -353,6 +353,10 @@ def test_a_user_who_may_no_longer_watch_is_cut_off_at_the_next_ping(
             Session.objects.filter(session_key=sessionid).delete()
         elif change == "deactivate":
             django_user_model.objects.filter(pk=watcher.pk).update(is_active=False)
+        elif change == "password changed":
+            # As after an administrator resets a compromised account's password: its other sessions end.
+            watcher.set_password("a new passphrase for the watcher")
+            watcher.save(update_fields=["password"])
         else:
             watcher.groups.set([Group.objects.get(name="integrator")])
 
