@@ -154,6 +154,9 @@ else:
 
 # Seconds a publish to live clients may take before it is given up (and logged); the reading is already stored.
 PUBLISH_TIMEOUT = config("PUBLISH_TIMEOUT", default=2.0, cast=float)
+# A live socket re-checks at least this often that its user may still watch (signed in, active, permitted), whether
+# or not the client pings (dashboard/consumers.py).
+WS_ACCESS_RECHECK_SECONDS = config("WS_ACCESS_RECHECK_SECONDS", default=20.0, cast=float)
 
 # --- Auth -----------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

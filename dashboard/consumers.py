@@ -5,13 +5,16 @@ connect the client first receives the current state of every location in scope (
 alerts), then live messages as `crowd_monitor.realtime.publish` sends them.
 
 A socket can stay open for a whole shift, so the right to watch is checked again whenever the client pings (the
-dashboard does every 20 s): a user who signed out elsewhere, whose session expired, who was deactivated or lost
-the dashboard permission stops receiving within one ping. A password change signs a session out, as on every page.
+dashboard does every 20 s), and by the server itself at least every WS_ACCESS_RECHECK_SECONDS, so a client that
+never pings (a script with a copied session cookie) is no exception: a user who signed out elsewhere, whose session
+expired, who was deactivated or lost the dashboard permission stops receiving within one interval. A password change
+signs a session out, as on every page.
 """
 
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from importlib import import_module
 from types import SimpleNamespace
@@ -70,11 +73,14 @@ async def dispatch_serially(
 
 
 class CrowdConsumer(AsyncJsonWebsocketConsumer):
+    checked_at = 0.0  # time.monotonic() of the last access check
+    cut_off = False  # closed because the user may no longer watch: nothing more is sent
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # AsyncConsumer.__call__, with dispatch_serially for Channels' await_many_dispatch.
+        # AsyncConsumer.__call__, with dispatch_serially for Channels' await_many_dispatch, and a timer of our own.
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
+        sources = [receive, self._recheck_due]
         if self.channel_layer is not None:
             self.channel_name = await self.channel_layer.new_channel()
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
@@ -91,6 +97,7 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
         if not await self._may_watch(user):  # integrators: API only
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.checked_at = time.monotonic()
         location_id: int | None = self.scope["url_route"]["kwargs"].get("location_id")
         if location_id is not None and not await self._location_exists(location_id):
             await self.close(code=CLOSE_UNKNOWN_LOCATION)
@@ -113,12 +120,11 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
             content = await self.decode_json(text_data) if text_data is not None else None
         except ValueError:
             content = None
+        if self.cut_off:
+            return
         if isinstance(content, dict) and content.get("type") == "ping":
-            refusal = await self._refusal()
-            if refusal is not None:
-                await self.close(code=refusal)
-                return
-            await self.send_json({"type": "pong"})
+            if await self._still_allowed():
+                await self.send_json({"type": "pong"})
         else:
             await self.send_json({"type": "error", "detail": 'Unsupported message; only {"type": "ping"} is accepted.'})
 
@@ -130,9 +136,31 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.PUSHED:
-            await self.send(text_data=message["text"])
+            if not self.cut_off:
+                await self.send(text_data=message["text"])
         else:
             await super().dispatch(message)
+
+    async def _recheck_due(self) -> dict[str, str]:
+        await asyncio.sleep(settings.WS_ACCESS_RECHECK_SECONDS)
+        return {"type": "access.recheck"}
+
+    async def access_recheck(self, message: dict[str, str]) -> None:
+        if not hasattr(self, "group") or self.cut_off:  # not accepted (yet), or already closed
+            return
+        # A pinging dashboard was checked moments ago: no second query per interval for it.
+        if time.monotonic() - self.checked_at >= settings.WS_ACCESS_RECHECK_SECONDS:
+            await self._still_allowed()
+
+    async def _still_allowed(self) -> bool:
+        """Check the user's right to watch afresh; close the socket (and send nothing more) if it is gone."""
+        self.checked_at = time.monotonic()
+        refusal = await self._refusal()
+        if refusal is None:
+            return True
+        self.cut_off = True
+        await self.close(code=refusal)
+        return False
 
     @database_sync_to_async
     def _may_watch(self, user: Any) -> bool:

@@ -7,6 +7,7 @@ HTTP calls moved to a worker thread so the socket keeps being read meanwhile.
 """
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -375,6 +376,40 @@ def test_a_user_who_may_no_longer_watch_is_cut_off_at_the_next_ping(
 
     assert pong == {"type": "pong"}
     assert code == (4403 if change == "make integrator" else 4401)
+
+
+def test_a_signed_out_session_is_cut_off_even_if_its_client_never_pings(
+    live_asgi_server: LiveAsgiServer,
+    operator: Any,
+    integrator: Any,
+    session_cookie_for: Callable[[Any], str],
+    api_token_for: Callable[[Any], str],
+    settings: Any,
+) -> None:
+    """A copied session cookie in a script that never pings must not keep streaming after the user signs out."""
+    from django.contrib.sessions.models import Session
+
+    settings.WS_ACCESS_RECHECK_SECONDS = 1.0
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid, token = session_cookie_for(operator), api_token_for(integrator)
+
+    async def scenario() -> tuple[list[dict[str, Any]], int | None]:
+        async with ws_connect(live_asgi_server, "/ws/crowd/", sessionid) as ws:
+            assert await receive(ws) == no_data_state(gate)
+            await asyncio.to_thread(Session.objects.filter(session_key=sessionid).delete)
+            await asyncio.sleep(3 * settings.WS_ACCESS_RECHECK_SECONDS)
+            response = await post_async(live_asgi_server, f"/api/locations/{gate.pk}/readings/", token, {"count": 7})
+            assert response.status_code == 201, response.text
+            received = []
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                while True:
+                    received.append(await receive(ws))
+            return received, ws.close_code
+
+    received, code = asyncio.run(scenario())
+
+    assert received == []
+    assert code == 4401
 
 
 def test_idle_socket_outlives_the_channel_layer_poll(
