@@ -402,6 +402,20 @@ def test_stale_is_no_data_map_colours_local_only_and_clean_console(
     assert not watched.errors and not phone.errors, watched.errors + phone.errors
 
 
+def test_names_with_markup_characters_show_as_typed_on_the_map(open_page: Callable, operator: Any) -> None:
+    name = 'Hall <b>B</b> & "Exit" <img src=x>'
+    hall = place(name)
+    record_reading(hall, 12, source="api")
+
+    page = open_page(operator, "/").page
+    wait_live(page)
+
+    label = page.locator("#map .map-label")
+    expect(label).to_have_text(name)
+    assert label.locator("b, img").count() == 0, "the name's text was parsed as markup"
+    expect(card(page, hall)).to_contain_text(name)
+
+
 def test_viewer_sees_alerts_but_no_buttons(open_page: Callable, viewer: Any) -> None:
     hall = place("Exhibition Hall", capacity=100)
     record_reading(hall, 90, source="api")

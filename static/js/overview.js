@@ -175,7 +175,14 @@
       fillOpacity: 0.95,
       className: "location-marker",
     })
-      .bindTooltip(loc.info.name, { permanent: true, direction: "top", offset: [0, -12], className: "map-label", pane: "labels" })
+      // An element, not the name itself: Leaflet puts string content in as HTML, and names are typed by people.
+      .bindTooltip(CM.el("span", { text: loc.info.name }), {
+        permanent: true,
+        direction: "top",
+        offset: [0, -12],
+        className: "map-label",
+        pane: "labels",
+      })
       .bindPopup(function () {
         return popupContent(loc);
       })
