@@ -412,6 +412,10 @@ class _MjpegStream(_LiveSource):
 
     def _pull(self) -> bytes:
         while (jpeg := self._take_jpeg()) is None:
+            # Checked per chunk, not only per frame: a stream that never completes a JPEG would otherwise keep
+            # this thread and its connection alive forever after close().
+            if self._stopped.is_set():
+                raise SourceError(f"{self._shown} is closed")
             if len(self._buffer) > MAX_JPEG_BYTES:
                 raise SourceError(f"{self._shown} does not contain JPEG frames")
             # read1 returns whatever has arrived; read(n) would hold a complete frame back until n bytes came.

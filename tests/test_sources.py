@@ -197,6 +197,8 @@ class CameraHandler(BaseHTTPRequestHandler):
             self._send(200, "image/jpeg", self.server.jpegs[self.server.snapshots % 2])
         elif self.path == "/page":
             self._send(200, "text/html", b"<html><body>login required</body></html>")
+        elif self.path == "/text-stream":
+            self._text_stream()
         elif self.path.startswith("/stream"):
             self._stream(parts=int(self.path.partition("parts=")[2] or 1_000_000))
         else:
@@ -224,6 +226,20 @@ class CameraHandler(BaseHTTPRequestHandler):
                 self.wfile.write(head + jpeg + b"\r\n")
                 state.sent = number
                 time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            state.closed.set()
+
+    def _text_stream(self) -> None:
+        """A multipart stream whose parts are not JPEGs (a misconfigured camera): no frame ever completes."""
+        state = StreamState()
+        self.server.streams.append(state)
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"--frame\r\nContent-Type: text/plain\r\n\r\n" + b"status ok " * 100 + b"\r\n")
+                time.sleep(0.01)
         except (BrokenPipeError, ConnectionResetError):
             state.closed.set()
 
@@ -309,6 +325,14 @@ def test_mjpeg_stream_that_ends_is_a_source_error(camera: CameraServer) -> None:
             source.read()
     finally:
         source.close()
+
+
+def test_closing_a_stream_that_never_sends_a_jpeg_closes_the_connection(camera: CameraServer) -> None:
+    source = open_source(f"{camera.url}/text-stream")
+    time.sleep(0.2)  # the reading thread is busy looking for a JPEG that never comes
+    source.close()
+    # Otherwise every reconnect of such a camera would leave one more thread downloading forever.
+    assert camera.streams[-1].closed.wait(5), "closing the source must close the connection"
 
 
 # --- passwords -----------------------------------------------------------------------------------------------------
