@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import cv2
 import numpy as np
 import requests
+import urllib3
 
 from crowd_monitor.redaction import redact_uri, scrub
 
@@ -334,9 +335,9 @@ class _CaptureStream(_LiveSource):
 # --- HTTP ----------------------------------------------------------------------------------------------------------
 
 
-def _http_get(uri: str, *, stream: bool) -> requests.Response:
+def _http_get(uri: str) -> requests.Response:
     try:
-        response = requests.get(uri, timeout=HTTP_TIMEOUT, stream=stream)
+        response = requests.get(uri, timeout=HTTP_TIMEOUT, stream=True)  # the body is read by the caller, bounded
     except requests.RequestException as exc:
         # "from None": the chained exception's message carries the URL, query-string credentials included.
         raise SourceError(f"Cannot reach {redact_uri(uri)}: {scrub(str(exc), uri)}") from None
@@ -346,18 +347,39 @@ def _http_get(uri: str, *, stream: bool) -> requests.Response:
     return response
 
 
+def _read_image_body(response: requests.Response, uri: str) -> bytes:
+    """The body of a snapshot answer, refused once it passes MAX_JPEG_BYTES or takes more than HTTP_TIMEOUT in all.
+
+    `requests` bounds each read, not the whole body: a server that streams without end (or a byte at a time)
+    would otherwise hold the sampling thread forever, or fill memory until the worker is killed. read1 returns
+    whatever has arrived, so the clock is checked even while bytes trickle in (iter_content waits for a full chunk).
+    """
+    deadline = time.monotonic() + HTTP_TIMEOUT
+    body = bytearray()
+    with response:
+        try:
+            while chunk := response.raw.read1(65536, decode_content=True):
+                body += chunk
+                if len(body) > MAX_JPEG_BYTES:
+                    raise SourceError(f"{redact_uri(uri)} sent more than {MAX_JPEG_BYTES} bytes: not a snapshot image")
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{redact_uri(uri)} did not send its image within {HTTP_TIMEOUT:g} s")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SourceError(f"Cannot read {redact_uri(uri)}: {scrub(str(exc), uri)}") from None
+    return bytes(body)
+
+
 def _decode_jpeg(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _open_http(uri: str) -> FrameSource:
     """One GET decides: a multipart answer is an MJPEG stream, a decodable body is a snapshot URL."""
-    response = _http_get(uri, stream=True)
+    response = _http_get(uri)
     content_type = response.headers.get("Content-Type", "")
     if content_type.lower().startswith("multipart/"):
         return _MjpegStream(uri, response)
-    with response:
-        body = response.content
+    body = _read_image_body(response, uri)
     # Judged by decoding rather than by Content-Type: many cameras label snapshots application/octet-stream.
     image = _decode_jpeg(body)
     if image is None:
@@ -386,8 +408,7 @@ class _Snapshot:
         if first is not None and time.monotonic() - self._first_at < self.FIRST_FRESH_SECONDS:
             self._count += 1
             return Frame(first, f"snapshot {self._count}")
-        with _http_get(self._uri, stream=False) as response:
-            image = _decode_jpeg(response.content)
+        image = _decode_jpeg(_read_image_body(_http_get(self._uri), self._uri))
         if image is None:
             raise SourceError(f"{redact_uri(self._uri)} returned a body that is not an image")
         self._count += 1

@@ -197,6 +197,11 @@ class CameraHandler(BaseHTTPRequestHandler):
             self._send(200, "image/jpeg", self.server.jpegs[self.server.snapshots % 2])
         elif self.path == "/page":
             self._send(200, "text/html", b"<html><body>login required</body></html>")
+        elif self.path in ("/endless.jpg", "/slow.jpg"):
+            self._endless_body(
+                chunk=b"\xff" * 65536 if self.path == "/endless.jpg" else b"\xff",
+                pause=0.0 if self.path == "/endless.jpg" else 0.1,
+            )
         elif self.path == "/text-stream":
             self._text_stream()
         elif self.path.startswith("/stream"):
@@ -228,6 +233,19 @@ class CameraHandler(BaseHTTPRequestHandler):
                 time.sleep(0.02)
         except (BrokenPipeError, ConnectionResetError):
             state.closed.set()
+
+    def _endless_body(self, chunk: bytes, pause: float) -> None:
+        """A snapshot answer whose body never ends (no Content-Length): a broken camera or a wrong URL."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _text_stream(self) -> None:
         """A multipart stream whose parts are not JPEGs (a misconfigured camera): no frame ever completes."""
@@ -289,6 +307,23 @@ def test_http_404_is_a_source_error(camera: CameraServer) -> None:
 def test_http_body_that_is_not_an_image_is_a_source_error(camera: CameraServer) -> None:
     with pytest.raises(SourceError, match=r"did not return an image \(Content-Type: text/html\)"):
         open_source(f"{camera.url}/page")
+
+
+def test_http_snapshot_body_without_end_is_a_source_error(camera: CameraServer) -> None:
+    # Without a bound the worker kept downloading into memory until it was killed, taking every camera with it.
+    with pytest.raises(SourceError, match="sent more than"):
+        open_source(f"{camera.url}/endless.jpg")
+
+
+def test_http_snapshot_that_trickles_in_is_a_source_error(
+    camera: CameraServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("detection.sources.HTTP_TIMEOUT", 1.0)
+    started = time.monotonic()
+    # Each byte arrives well within the read timeout; only a limit on the whole body ends the wait.
+    with pytest.raises(SourceError, match="did not send its image within 1 s"):
+        open_source(f"{camera.url}/slow.jpg")
+    assert time.monotonic() - started < 5
 
 
 def test_refused_http_connection_is_a_source_error() -> None:
