@@ -613,6 +613,9 @@ class DetectionWorker:
         self.recorded += 1
         if log is not None:
             self._after_store(item, log)
+        elif item.came_online:
+            # Clearing the offline state and its alert needs the database: leave it to the next reading stored.
+            item.feed.online = False
         logger.debug(
             "event=sample worker=%s camera=%s location=%s count=%d infer_ms=%.1f lag_ms=%.0f outcome=%s key=%s "
             "position=%r",

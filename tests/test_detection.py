@@ -4,14 +4,17 @@ Worker tests use transactional databases: the worker recycles its DB connection 
 does in production, which would end the test-wrapping transaction of a plain django_db test.
 """
 
+import contextlib
 import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
@@ -21,12 +24,15 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from alerts.models import Alert
 from detection.detectors import YoloCounter
 from detection.sources import Backoff
 from detection.worker import DetectionWorker, Feed, camera_feeds
 from locations.models import Camera, CrowdLog, Location
+
+from .conftest import wait_for
 
 REPO = Path(settings.BASE_DIR)
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -116,6 +122,60 @@ def test_broken_camera_goes_offline_without_stopping_the_others(counter: YoloCou
     broken.refresh_from_db()
     assert alert.status == Alert.Status.RESOLVED and alert.resolved_by is None
     assert broken.status == Camera.Status.ONLINE
+
+
+@contextlib.contextmanager
+def database_unreachable() -> Iterator[None]:
+    """Point every new connection at a closed port, as if PostgreSQL were down (run() closes its connections)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    connection.close()
+    real_port = connection.settings_dict["PORT"]
+    connection.settings_dict["PORT"] = str(dead_port)  # the dict every thread's connection is made from
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+
+
+@needs_model
+@pytest.mark.django_db(transaction=True)
+def test_a_camera_back_during_a_database_outage_clears_its_offline_alert(counter: YoloCounter, tmp_path: Path) -> None:
+    location = Location.objects.create(name="Gate", capacity_limit=50)
+    picture = tmp_path / "gate.jpg"
+    camera = Camera.objects.create(location=location, name="gate", source=str(picture))
+    stop = threading.Event()
+    worker = DetectionWorker(
+        counter,
+        lambda: [Feed(location.pk, camera.source, camera.pk, backoff=Backoff(base=0.01))],
+        interval=0.05,
+        stop=stop,
+    )
+    worker.run(cycles=4)  # the picture does not exist yet: offline, alert
+    alert = Alert.objects.get(kind="CAMERA_OFFLINE", camera=camera)
+
+    picture.write_bytes(BUS.read_bytes())  # the camera comes back ...
+    with database_unreachable():  # ... while the database is down: its readings are spooled
+        worker.run(cycles=worker.cycles + 4)  # `cycles` counts every pass of this worker
+        spooled = worker.spool.depth()
+    assert spooled > 0
+
+    running = threading.Thread(target=worker.run)  # the database is back; the worker goes on
+    running.start()
+    try:
+        wait_for(
+            lambda: Alert.objects.filter(pk=alert.pk, status=Alert.Status.RESOLVED).exists(),
+            10,
+            "the offline alert of a camera that is sending frames again to clear",
+        )
+    finally:
+        stop.set()
+        running.join()
+    camera.refresh_from_db()
+    assert camera.status == Camera.Status.ONLINE
+    assert CrowdLog.objects.filter(camera=camera).count() == worker.recorded > spooled
 
 
 @needs_model
