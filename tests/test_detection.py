@@ -45,6 +45,8 @@ needs_model = pytest.mark.skipif(
     reason="DETECTION_MODEL does not point at local weights (scripts/test sets it to ../shared/models)",
 )
 needs_video = pytest.mark.skipif(not VIDEO.exists(), reason="../shared/data/video is not beside the repo")
+# The outage below is a closed PostgreSQL port; an SQLite file cannot be made unreachable that way.
+needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs DATABASE_URL on PostgreSQL")
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +143,7 @@ def database_unreachable() -> Iterator[None]:
 
 
 @needs_model
+@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_camera_back_during_a_database_outage_clears_its_offline_alert(counter: YoloCounter, tmp_path: Path) -> None:
     location = Location.objects.create(name="Gate", capacity_limit=50)
