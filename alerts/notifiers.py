@@ -58,8 +58,11 @@ def send_webhook(n: Notification) -> None:
     from .services import alert_update
 
     body = {"event": n.event, "alert": alert_update(n.alert)}
-    response = requests.post(n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT)
-    response.raise_for_status()
+    # Only the status line matters. The body is never read: a receiver that trickles it (each byte within
+    # the read timeout) would hold this worker, and every notification queued behind it, for as long as it
+    # likes, and one that streams gigabytes would fill the worker's memory.
+    with requests.post(n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True) as response:
+        response.raise_for_status()
 
 
 def send_sms(n: Notification) -> None:

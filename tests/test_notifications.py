@@ -1,8 +1,10 @@
 """Alerts leave the building: email (locmem backend), SMS (locmem backend) and webhooks (a real local HTTP server)."""
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -377,3 +379,77 @@ def test_deliver_due_sends_each_queued_notification_once(
     assert len(mail.outbox) == 1
     notification.refresh_from_db()
     assert notification.status == "SENT"
+
+
+# --- hostile or broken webhook receivers ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], str]]:
+    """`misbehaving(respond)` starts a local server whose POST handler is `respond`; returns its URL."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(respond: Callable[[BaseHTTPRequestHandler], None]) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                with contextlib.suppress(OSError):  # the client hung up, as it should
+                    respond(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_webhook_that_trickles_its_answer_does_not_hold_up_delivery(
+    gate: Location, settings: Any, misbehaving: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each byte arrives within the read timeout, so reading the body would hang the worker for 20 s."""
+    settings.WEBHOOK_TIMEOUT = 0.5
+
+    def trickle(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100")
+        handler.end_headers()
+        for _ in range(100):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+    notification = queued_notification(gate, "WEBHOOK", misbehaving(trickle), django_capture_on_commit_callbacks)
+    started = time.monotonic()
+    assert notifiers.deliver(notification.pk) is True  # the status line said 200: delivered
+    assert time.monotonic() - started < 3
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("SENT", 1)
+
+
+def test_a_huge_webhook_response_is_not_read_into_memory(
+    gate: Location, misbehaving: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The answer's body means nothing to us: a receiver streaming gigabytes must not fill the worker's memory."""
+    written: list[int] = []
+
+    def flood(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(2**40))
+        handler.end_headers()
+        chunk = b"x" * 2**20
+        for _ in range(200):
+            handler.wfile.write(chunk)
+            written.append(len(chunk))
+
+    notification = queued_notification(gate, "WEBHOOK", misbehaving(flood), django_capture_on_commit_callbacks)
+    assert notifiers.deliver(notification.pk) is True
+    time.sleep(0.2)
+    assert sum(written) < 100 * 2**20  # the worker hung up long before the receiver was done
