@@ -50,6 +50,10 @@ def _text(n: Notification) -> str:
     return "\n".join(lines)
 
 
+class WebhookRedirected(Exception):
+    """The webhook answered with a redirect, which is not followed; recorded and retried like any failure."""
+
+
 def send_email(n: Notification) -> None:
     send_mail(_subject(n), _text(n), settings.DEFAULT_FROM_EMAIL, [n.channel.target], fail_silently=False)
 
@@ -61,8 +65,14 @@ def send_webhook(n: Notification) -> None:
     # Only the status line matters. The body is never read: a receiver that trickles it (each byte within
     # the read timeout) would hold this worker, and every notification queued behind it, for as long as it
     # likes, and one that streams gigabytes would fill the worker's memory.
-    with requests.post(n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True) as response:
+    # Redirects are not followed: the receiver could bounce the alert on to any address, an internal
+    # service included. A 3xx is an error (raise_for_status lets it pass) until the admin fixes the URL.
+    with requests.post(
+        n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True, allow_redirects=False
+    ) as response:
         response.raise_for_status()
+        if response.status_code >= 300:
+            raise WebhookRedirected(f"{response.status_code} redirect from the webhook URL, not followed")
 
 
 def send_sms(n: Notification) -> None:

@@ -453,3 +453,24 @@ def test_a_huge_webhook_response_is_not_read_into_memory(
     assert notifiers.deliver(notification.pk) is True
     time.sleep(0.2)
     assert sum(written) < 100 * 2**20  # the worker hung up long before the receiver was done
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_a_webhook_redirect_is_not_followed(
+    gate: Location, status: int, receiver: Receiver, misbehaving: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A receiver must not be able to bounce the alert on to another address, such as an internal service."""
+
+    def redirect(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(status)
+        handler.send_header("Location", receiver.url)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    notification = queued_notification(gate, "WEBHOOK", misbehaving(redirect), django_capture_on_commit_callbacks)
+    assert notifiers.deliver(notification.pk) is False
+
+    assert receiver.received() == []
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("PENDING", 1)
+    assert str(status) in notification.last_error
