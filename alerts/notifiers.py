@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -50,8 +51,8 @@ def _text(n: Notification) -> str:
     return "\n".join(lines)
 
 
-class WebhookRedirected(Exception):
-    """The webhook answered with a redirect, which is not followed; recorded and retried like any failure."""
+class WebhookError(Exception):
+    """A webhook delivery failed; recorded and retried like any failure. Its message never quotes the URL."""
 
 
 def send_email(n: Notification) -> None:
@@ -67,12 +68,28 @@ def send_webhook(n: Notification) -> None:
     # likes, and one that streams gigabytes would fill the worker's memory.
     # Redirects are not followed: the receiver could bounce the alert on to any address, an internal
     # service included. A 3xx is an error (raise_for_status lets it pass) until the admin fixes the URL.
-    with requests.post(
-        n.channel.target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True, allow_redirects=False
-    ) as response:
-        response.raise_for_status()
-        if response.status_code >= 300:
-            raise WebhookRedirected(f"{response.status_code} redirect from the webhook URL, not followed")
+    target = n.channel.target
+    try:
+        with requests.post(
+            target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True, allow_redirects=False
+        ) as response:
+            response.raise_for_status()
+            if response.status_code >= 300:
+                raise WebhookError(f"{response.status_code} redirect from the webhook URL, not followed")
+    except requests.RequestException as exc:
+        # requests quotes the URL (or its path and query) in its messages, and webhook URLs carry their
+        # token there: the error is stored in last_error, shown in admin and logged, so the URL goes.
+        raise WebhookError(_without_url(f"{type(exc).__name__}: {exc}", target)) from None
+
+
+def _without_url(text: str, url: str) -> str:
+    """The text with the URL, and its path and query (which urllib3 quotes alone), replaced."""
+    text = text.replace(url, "<webhook URL>")
+    parts = urlsplit(url)
+    path = urlunsplit(("", "", parts.path, parts.query, ""))
+    if len(path) > 1:  # "" and "/" hold no secret, and replacing them would mangle the message
+        text = text.replace(path, "<webhook URL>")
+    return text
 
 
 def send_sms(n: Notification) -> None:

@@ -474,3 +474,30 @@ def test_a_webhook_redirect_is_not_followed(
     notification.refresh_from_db()
     assert (notification.status, notification.attempts) == ("PENDING", 1)
     assert str(status) in notification.last_error
+
+
+@pytest.mark.parametrize("target", ["answers 500", "closed port"])
+def test_a_webhook_token_does_not_leak_into_errors_or_logs(
+    gate: Location,
+    target: str,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Webhook URLs carry their credential (in the query or, like Slack's, in the path); the error is stored, shown
+    in admin to anyone who may view notifications, and logged: it must say what went wrong without the URL."""
+    receiver.status = 500
+    base = receiver.url if target == "answers 500" else closed_port_url()
+    NotificationChannel.objects.create(name="Ops hook", kind="WEBHOOK", target=f"{base}/s3cr3t-path?token=s3cr3t-t0ken")
+    with django_capture_on_commit_callbacks(execute=False):
+        overcrowd(gate)
+    notification = Notification.objects.get()
+
+    assert notifiers.deliver(notification.pk) is False
+
+    notification.refresh_from_db()
+    assert notification.last_error
+    assert "s3cr3t" not in notification.last_error
+    assert "s3cr3t" not in caplog.text
+    if target == "answers 500":
+        assert "500" in notification.last_error
