@@ -34,7 +34,10 @@ _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify")
 def _subject(n: Notification) -> str:
     alert = n.alert
     verb = "escalated" if n.event == "escalated" else "alert"
-    return f"[Crowd Monitor] {alert.severity} {alert.get_kind_display()} {verb} at {alert.location.name}"
+    subject = f"[Crowd Monitor] {alert.severity} {alert.get_kind_display()} {verb} at {alert.location.name}"
+    # One line: a location name may hold line breaks, and Django refuses (BadHeaderError) a header with
+    # one, so the email would fail on every retry and never be sent.
+    return " ".join(subject.split())
 
 
 def _text(n: Notification) -> str:

@@ -124,6 +124,20 @@ def test_alert_is_emailed(gate: Location, on_commit: Callable[[], Any]) -> None:
     assert notification.alert == Alert.objects.get()
 
 
+def test_a_location_name_with_a_line_break_is_emailed_on_one_subject_line(on_commit: Callable[[], Any]) -> None:
+    """Names may hold line breaks (the API trims only the ends); a header can't, and Django refuses the whole email."""
+    location = Location.objects.create(name="Gate A\r\nBcc: attacker@example.com", capacity_limit=200)
+    channel("EMAIL", "ops@example.com")
+    with on_commit():
+        overcrowd(location)
+
+    (message,) = mail.outbox
+    assert message.subject == "[Crowd Monitor] WARNING Overcrowding alert at Gate A Bcc: attacker@example.com"
+    assert message.recipients() == ["ops@example.com"]
+    assert "Bcc" not in message.message()
+    assert Notification.objects.get().status == "SENT"
+
+
 def test_nothing_is_sent_before_commit(gate: Location, django_capture_on_commit_callbacks: Any) -> None:
     channel("EMAIL", "ops@example.com")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
