@@ -113,6 +113,14 @@ def retry_delay(attempts: int) -> timedelta:
 def deliver(notification_id: int, now: datetime | None = None) -> bool:
     """Try one due notification once. Returns True when it was sent by this call."""
     now = now or timezone.now()
+    # A channel switched off since the notification was queued (it misbehaves, or points at the wrong place)
+    # gets nothing more: the pending row is given up rather than retried for the next hour.
+    dropped = Notification.objects.filter(
+        pk=notification_id, status=Notification.Status.PENDING, channel__enabled=False
+    ).update(status=Notification.Status.FAILED, last_error="Not sent: the channel was disabled.")
+    if dropped:
+        logger.info("Notification %s dropped: its channel was disabled", notification_id)
+        return False
     claimed = Notification.objects.filter(
         pk=notification_id, status=Notification.Status.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=now + CLAIM_LEASE, attempts=F("attempts") + 1)

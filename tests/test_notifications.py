@@ -293,6 +293,26 @@ def test_gives_up_after_max_attempts(gate: Location, receiver: Receiver, on_comm
     assert Alert.objects.get().status == "ACTIVE"  # giving up on a notifier never touches the alert
 
 
+def test_disabling_a_channel_stops_its_pending_retries(
+    gate: Location, receiver: Receiver, on_commit: Callable[[], Any]
+) -> None:
+    """An admin switches off a channel that misbehaves (or points at the wrong place): nothing more goes to it."""
+    receiver.status = 500
+    hook = channel("WEBHOOK", receiver.url)
+    with on_commit():
+        overcrowd(gate)
+    assert len(receiver.received()) == 1
+    hook.enabled = False
+    hook.save()
+
+    receiver.status = 200
+    assert notifiers.deliver_due(now=timezone.now() + timedelta(days=1)) == 0
+    assert len(receiver.received()) == 1
+    notification = Notification.objects.get()
+    assert (notification.status, notification.attempts) == ("FAILED", 1)
+    assert "disabled" in notification.last_error
+
+
 @pytest.mark.parametrize("target", ["closed port", "not a url"])
 def test_unreachable_webhook_never_fails_the_reading(gate: Location, target: str, on_commit: Callable[[], Any]) -> None:
     channel("WEBHOOK", closed_port_url() if target == "closed port" else target)
