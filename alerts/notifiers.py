@@ -150,8 +150,21 @@ def deliver_due(now: datetime | None = None, limit: int = 200) -> int:
     """Try every notification whose time has come; returns how many were sent."""
     now = now or timezone.now()
     due = Notification.objects.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
-    ids = list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    return sum(deliver(pk, now) for pk in ids)
+    rows = list(due.order_by("next_attempt_at").values_list("pk", "channel_id")[:limit])
+    # Sends run one after another, between run_alerts' STALE checks. A channel whose notification was not sent
+    # (it failed: a receiver that never answers costs the whole timeout; or another worker holds it) is not
+    # tried again in this pass: its other notifications wait for the next pass instead of holding up every
+    # other channel, and the STALE check, one timeout each.
+    failing: set[int] = set()
+    sent = 0
+    for pk, channel_id in rows:
+        if channel_id in failing:
+            continue
+        if deliver(pk, now):
+            sent += 1
+        else:
+            failing.add(channel_id)
+    return sent
 
 
 def _deliver_in_thread(ids: Iterable[int]) -> None:

@@ -535,3 +535,26 @@ def test_a_webhook_token_does_not_leak_into_errors_or_logs(
     assert "s3cr3t" not in caplog.text
     if target == "answers 500":
         assert "500" in notification.last_error
+
+
+def test_a_webhook_that_never_answers_costs_one_timeout_per_pass_not_one_per_notification(
+    settings: Any, misbehaving: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """run_alerts delivers one notification after another, between its STALE checks: a dead receiver with many
+    queued notifications must not hold up the other channels and the next STALE check for minutes."""
+    settings.WEBHOOK_TIMEOUT = 0.3
+    channel("WEBHOOK", misbehaving(lambda handler: time.sleep(5)))
+    channel("EMAIL", "ops@example.com")
+    with django_capture_on_commit_callbacks(execute=False):
+        for i in range(12):
+            overcrowd(Location.objects.create(name=f"Gate {i}", capacity_limit=200))
+    assert Notification.objects.filter(status="PENDING").count() == 24
+
+    started = time.monotonic()
+    assert notifiers.deliver_due(now=timezone.now() + timedelta(seconds=1)) == 12
+    assert time.monotonic() - started < 2  # twelve timeouts in a row would take 3.6 s
+
+    assert len(mail.outbox) == 12
+    webhook = Notification.objects.filter(channel__kind="WEBHOOK")
+    assert sorted(webhook.values_list("attempts", flat=True)) == [0] * 11 + [1]
+    assert set(webhook.values_list("status", flat=True)) == {"PENDING"}  # the rest wait for the next pass
