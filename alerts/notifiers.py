@@ -6,10 +6,14 @@ between "stored" and "sent". Right after commit they are tried once in a backgro
 its `next_attempt_at` into the future, so two processes never send the same notification at once.
 """
 
+import contextlib
 import logging
+import socket
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -18,6 +22,7 @@ from django.core.mail import send_mail
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
 
 from .models import Notification, NotificationChannel
 from .sms import get_sms_backend
@@ -72,17 +77,73 @@ def send_webhook(n: Notification) -> None:
     # Redirects are not followed: the receiver could bounce the alert on to any address, an internal
     # service included. A 3xx is an error (raise_for_status lets it pass) until the admin fixes the URL.
     target = n.channel.target
+    seconds = settings.WEBHOOK_TIMEOUT
+    adapter = _DeadlineAdapter()
+    # requests' timeout bounds each read, not the exchange: a receiver trickling its headers a byte at a
+    # time would hold this thread past the claim lease (another worker then sends it again) and block every
+    # notification behind it. At the deadline the socket is shut down, which ends the blocked read.
+    watchdog = threading.Timer(seconds, adapter.cut_off)
+    watchdog.daemon = True
     try:
-        with requests.post(
-            target, json=body, timeout=settings.WEBHOOK_TIMEOUT, stream=True, allow_redirects=False
-        ) as response:
-            response.raise_for_status()
-            if response.status_code >= 300:
-                raise WebhookError(f"{response.status_code} redirect from the webhook URL, not followed")
+        with requests.Session() as session:
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            watchdog.start()
+            with session.post(target, json=body, timeout=seconds, stream=True, allow_redirects=False) as response:
+                if adapter.cut:  # the headers ended because the socket was shut down: not an answer
+                    raise WebhookError(f"no answer within {seconds:g} s")
+                response.raise_for_status()
+                if response.status_code >= 300:
+                    raise WebhookError(f"{response.status_code} redirect from the webhook URL, not followed")
     except requests.RequestException as exc:
+        if adapter.cut:
+            raise WebhookError(f"no answer within {seconds:g} s") from None
         # requests quotes the URL (or its path and query) in its messages, and webhook URLs carry their
         # token there: the error is stored in last_error, shown in admin and logged, so the URL goes.
         raise WebhookError(_without_url(f"{type(exc).__name__}: {exc}", target)) from None
+    finally:
+        watchdog.cancel()
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter for one exchange that keeps the sockets its connections open, so they can be cut off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        pool = super().get_connection_with_tls_context(*args, **kwargs)
+        adapter, base = self, pool.ConnectionCls
+
+        class Connection(base):
+            def connect(self) -> None:
+                super().connect()
+                adapter._opened(self.sock)
+
+        pool.ConnectionCls = Connection  # this adapter's pools serve this exchange only
+        return pool
+
+    def _opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.cut:  # connected just after the deadline
+                _shut_down(sock)
+
+    def cut_off(self) -> None:
+        with self._lock:
+            self.cut = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop its TLS state under the
+    # reading thread.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _without_url(text: str, url: str) -> str:

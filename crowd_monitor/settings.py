@@ -255,6 +255,7 @@ EMAIL_TIMEOUT = config("EMAIL_TIMEOUT", default=10, cast=int)
 DEFAULT_FROM_EMAIL = config("DEFAULT_FROM_EMAIL", default="crowd-monitor@localhost")
 # Dotted path of the SMS backend (see alerts/sms.py); the default logs messages instead of sending.
 SMS_BACKEND = config("SMS_BACKEND", default="alerts.sms.ConsoleSmsBackend")
+# Seconds a webhook exchange may take in all (connecting, sending, the answer's status and headers).
 WEBHOOK_TIMEOUT = config("WEBHOOK_TIMEOUT", default=5, cast=float)
 # Deliver each new notification in a background thread right after commit; the `run_alerts`
 # worker retries whatever failed. Tests turn this off to deliver inline.

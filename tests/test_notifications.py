@@ -468,6 +468,29 @@ def test_a_webhook_that_trickles_its_answer_does_not_hold_up_delivery(
     assert (notification.status, notification.attempts) == ("SENT", 1)
 
 
+def test_a_webhook_that_trickles_its_headers_is_cut_off_at_the_timeout(
+    gate: Location, settings: Any, misbehaving: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each header byte arrives within the read timeout: without a deadline for the whole exchange the sender would
+    wait for as long as the receiver likes, past the claim lease (so another worker sends it again)."""
+    settings.WEBHOOK_TIMEOUT = 0.5
+
+    def trickle(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(100):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+    notification = queued_notification(gate, "WEBHOOK", misbehaving(trickle), django_capture_on_commit_callbacks)
+    started = time.monotonic()
+    assert notifiers.deliver(notification.pk) is False
+    assert time.monotonic() - started < 2
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("PENDING", 1)
+    assert "no answer within 0.5 s" in notification.last_error
+
+
 def test_a_huge_webhook_response_is_not_read_into_memory(
     gate: Location, misbehaving: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
