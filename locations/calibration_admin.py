@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -270,7 +271,22 @@ def fit(request: HttpRequest, site: admin.AdminSite, camera: Camera) -> HttpResp
     if len(frames) < MIN_FRAMES:
         messages.error(request, f"Fitting needs at least {MIN_FRAMES} labelled frames; this camera has {len(frames)}.")
         return _back(camera)
-    run = run_calibrate_camera(camera, frames)
+    # One fit per camera at a time: a double-click on "Fit" or a second admin would otherwise start a second
+    # calibrate_camera next to the first, both counting every frame and both writing the camera's calibration. The
+    # cache is shared by every web process (Redis in production). The lock expires shortly after the fit's own
+    # timeout, so one left behind by a web process killed mid-fit blocks the camera for minutes, not for good.
+    lock = f"calibration-fit:{camera.pk}"
+    if not cache.add(lock, True, timeout=FIT_TIMEOUT + 30):
+        messages.warning(
+            request,
+            "A fit of this camera is already running (a second click, or another admin): its result is stored when "
+            f"it finishes, within {FIT_TIMEOUT} s. Reload this page then to see it.",
+        )
+        return _back(camera)
+    try:
+        run = run_calibrate_camera(camera, frames)
+    finally:
+        cache.delete(lock)
     camera.refresh_from_db(fields=["counting_mode", "calibration"])
     if run.ok:
         messages.success(request, "Calibration fitted and stored; the detection worker applies it from its next pass.")

@@ -7,7 +7,9 @@ data (transaction=True) and need PostgreSQL or a file SQLite database (not pytes
 
 import csv
 import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -418,3 +420,57 @@ def test_clicking_heads_in_the_browser_labels_the_frame(
     assert frame.count == 3 and len(frame.heads) == 3
     for (x, y), (fx, fy) in zip(frame.heads, spots, strict=True):
         assert x == pytest.approx(fx, abs=0.01) and y == pytest.approx(fy, abs=0.01)
+
+
+def fit_processes(camera: Camera) -> list[int]:
+    """The ids of running `manage.py calibrate_camera <camera>` processes, read from /proc."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while being read
+            continue
+        if b"calibrate_camera" in args and str(camera.pk).encode() in args:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@pytest.mark.django_db(transaction=True)
+def test_a_second_fit_while_one_runs_is_refused_not_run_twice(
+    admin: Client, camera: Camera, real_fit: None, user_with_role: Callable[..., Any]
+) -> None:
+    """A double-click on "Fit", or a second admin fitting the same camera, used to start a second calibrate_camera
+    next to the first: two processes counting every frame and both writing the camera's calibration."""
+    with (MALL / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))[::12][:4]
+    for row in rows:
+        with open(MALL / row["image"], "rb") as image:
+            add_frame(camera, count=int(row["count"]), data=image.read())
+    other = Client()
+    other.force_login(user_with_role("second", "admin"))
+
+    def first_fit() -> str:
+        try:
+            return admin.post(url("_fit", camera.pk)).content.decode()
+        finally:
+            connections.close_all()  # this thread's own connection, which would keep the test database open
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(first_fit)
+        deadline = time.monotonic() + 30
+        while not fit_processes(camera):
+            assert time.monotonic() < deadline and not first.done(), "the first fit never started its subprocess"
+            time.sleep(0.05)
+        second = other.post(url("_fit", camera.pk), follow=True)
+        first_text = first.result(timeout=300)
+
+    second_text = second.content.decode()
+    assert "Output of calibrate_camera" not in second_text  # no second subprocess
+    assert "A fit of this camera is already running" in second_text
+    assert "Calibration fitted and stored" in first_text, first_text
+    camera.refresh_from_db()
+    assert camera.calibration["n_frames"] == 4
+    # The finished fit no longer blocks the next one.
+    assert "already running" not in admin.post(url("_fit", camera.pk)).content.decode()
