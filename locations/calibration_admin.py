@@ -300,7 +300,10 @@ def run_calibrate_camera(camera: Camera, frames: list[CalibrationFrame]) -> FitR
     """`manage.py calibrate_camera` on the labelled frames, in a subprocess with this process's environment."""
     with tempfile.TemporaryDirectory(prefix="calibrate-") as folder:
         counts = Path(folder) / "counts.csv"
-        heads = {}  # the clicked heads in frame pixels: calibrate_camera fits a box model from them
+        # The clicked heads, as stored (0-1): calibrate_camera fits a box model from them. They go as fractions, scaled
+        # by the command to each JPEG it reads: a frame's width x height is the camera's own resolution, while the
+        # worker stores frames at most 960 px wide, so heads in those pixels missed every box on a larger camera.
+        heads = {}
         with counts.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", "count"])
@@ -308,12 +311,12 @@ def run_calibrate_camera(camera: Camera, frames: list[CalibrationFrame]) -> FitR
                 name = f"frame-{frame.pk}.jpg"
                 (Path(folder) / name).write_bytes(bytes(frame.jpeg))
                 writer.writerow([name, frame.count])
-                heads[name] = [[x * frame.width, y * frame.height] for x, y in frame.heads]
+                heads[name] = frame.heads
         (Path(folder) / "heads.json").write_text(json.dumps(heads))
         command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "calibrate_camera", str(camera.pk)]
         try:
             result = subprocess.run(
-                [*command, "--counts", str(counts), "--heads", str(Path(folder) / "heads.json")],
+                [*command, "--counts", str(counts), "--heads", str(Path(folder) / "heads.json"), "--heads-relative"],
                 cwd=settings.BASE_DIR,
                 capture_output=True,
                 text=True,

@@ -7,9 +7,12 @@ data (transaction=True) and need PostgreSQL or a file SQLite database (not pytes
 
 import csv
 import json
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,14 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
+from django.core.management import call_command
 from django.db import connection, connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from detection.detectors import CountResult
+from detection.worker import store_latest_frame
 from locations.models import CalibrationFrame, Camera, CameraFrame, Location
 from locations.services import MAX_COUNT
 
@@ -360,6 +366,54 @@ def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(admin: Client, 
     assert camera.calibration["n_frames"] == 8
     if camera.calibration["kind"] == "boxes":  # chosen when it beat the maps on these frames
         assert "box model: each box detected in the frame or its mirror image" in text
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@pytest.mark.django_db(transaction=True)
+def test_heads_clicked_on_a_camera_wider_than_the_stored_frame_reach_the_fit_on_that_frame(
+    admin: Client, camera: Camera, real_fit: None, tmp_path: Path
+) -> None:
+    """A 1920 px camera: the worker keeps its frames 960 px wide (with the camera's own size), and the fit used to
+    hand calibrate_camera the clicked heads in 1920 px coordinates on those 960 px JPEGs, so the box model was fitted
+    on heads that matched no box. The fit must see what calibrate_camera run by hand on the same JPEGs, with the heads
+    in their own pixels, sees."""
+    points = json.loads((MALL / "points.json").read_text())
+    with (MALL / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))[::10][:6]
+    start = timezone.now()
+    for index, row in enumerate(rows):
+        image = cv2.resize(cv2.imread(str(MALL / row["image"])), (1920, 1440))  # a 1920 x 1440 camera
+        store_latest_frame(camera.pk, image, CountResult(count=0), start + timedelta(seconds=index))
+        assert admin.post(url("_capture", camera.pk)).status_code == 302
+        heads = [[round(x / 640, 4), round(y / 480, 4)] for x, y in points[row["image"]]]
+        frame = CalibrationFrame.objects.latest("pk")
+        admin.post(url("_label", camera.pk, frame.pk), {"heads": json.dumps(heads), "count": ""})
+    frames = list(CalibrationFrame.objects.filter(camera=camera))
+    assert {(f.width, f.height) for f in frames} == {(1920, 1440)} and all(f.count for f in frames)
+
+    fitted = admin.post(url("_fit", camera.pk)).content.decode()
+    assert "Calibration fitted and stored" in fitted, fitted
+
+    by_hand: dict[str, list[list[float]]] = {}
+    with (tmp_path / "counts.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "count"])
+        for frame in frames:
+            (tmp_path / f"{frame.pk}.jpg").write_bytes(bytes(frame.jpeg))
+            height, width = cv2.imdecode(np.frombuffer(bytes(frame.jpeg), np.uint8), cv2.IMREAD_COLOR).shape[:2]
+            assert (width, height) == (960, 720)
+            writer.writerow([f"{frame.pk}.jpg", frame.count])
+            by_hand[f"{frame.pk}.jpg"] = [[x * width, y * height] for x, y in frame.heads]
+    (tmp_path / "heads.json").write_text(json.dumps(by_hand))
+    out = StringIO()
+    call_command(
+        "calibrate_camera", str(camera.pk), "--counts", str(tmp_path / "counts.csv"),
+        "--heads", str(tmp_path / "heads.json"), "--dry-run", stdout=out,
+    )  # fmt: skip
+    box_model = re.search(r"calibrated \(boxes\) +[0-9.]+", out.getvalue())
+    assert box_model is not None, out.getvalue()
+    assert box_model.group(0) in fitted, (box_model.group(0), fitted)
 
 
 # --- in a real browser --------------------------------------------------------------------------------------------

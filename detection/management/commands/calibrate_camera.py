@@ -41,6 +41,12 @@ class Command(BaseCommand):
             "with it, a box model of the detect mode is fitted too",
         )
         parser.add_argument(
+            "--heads-relative",
+            action="store_true",
+            help="the --heads points are 0-1 fractions of each frame's width and height (as the admin's calibration "
+            "page stores them), not pixels",
+        )
+        parser.add_argument(
             "--modes",
             default="",
             help="comma-separated modes to try (default: auto, detect, and density when a density model is set)",
@@ -110,7 +116,8 @@ class Command(BaseCommand):
                 # asks for those), so they are not filtered again: a head may lie outside the zone its feet are in.
                 height, width = image.shape[:2]
                 boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR, calib.MIRRORED)
-                labelled.append(calib.LabelledFrame(boxes, clicked[index], width, height))
+                heads = clicked[index] * (width, height) if options["heads_relative"] else clicked[index]
+                labelled.append(calib.LabelledFrame(boxes, heads, width, height))
             self.progress(index + 1, len(frames), started)
 
         fit_idx, test_idx = split(len(frames), options["fit"])
