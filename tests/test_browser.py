@@ -616,3 +616,24 @@ def test_location_page_says_how_far_the_camera_count_can_be_trusted(
     expect(page.locator("#frame-dense")).to_be_hidden()
     watched.screenshot("location-saturated")
     assert not watched.errors, watched.errors
+
+
+def test_an_old_camera_frame_shows_its_date_not_only_its_time(open_page: Callable, operator: Any) -> None:
+    """A camera that stopped two days ago: its last frame used to read "frame of 07:41:16", as if taken today."""
+    hall = place("Hall", capacity=50)
+    camera = Camera.objects.create(location=hall, name="Hall north", source="/dev/null")
+    jpeg, width, height = bus_jpeg(0.25)
+    captured_at = timezone.now() - timedelta(days=2)
+    CameraFrame.objects.create(
+        camera=camera, jpeg=jpeg, width=width, height=height, count=4, boxes=BUS_BOXES, captured_at=captured_at
+    )
+
+    watched = open_page(operator, f"/locations/{hall.pk}/")
+    page = watched.page
+    expect(page.locator("#frame-count")).to_have_text("4 people detected")
+    # The day as this browser names it (its locale and time zone).
+    day = page.evaluate(
+        "iso => new Date(iso).toLocaleDateString([], {month: 'short', day: 'numeric'})", captured_at.isoformat()
+    )
+    expect(page.locator("#frame-time")).to_contain_text(f"frame of {day}")
+    assert not watched.errors, watched.errors

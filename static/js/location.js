@@ -257,7 +257,8 @@
       const words = qualityWords(latest.quality, latest.count);
       countNode.textContent = latest.count + (latest.count === 1 ? " person " : " people ") + words.counted;
       showQuality(words);
-      timeNode.textContent = "· frame of " + CM.time(latest.captured_at);
+      // With its date unless it is today's: a camera that stopped days ago must not look like it sent this frame today.
+      timeNode.textContent = "· frame of " + CM.dateTime(latest.captured_at);
       if (changed) {
         img.alt = "Latest frame from " + (selected() ? selected().name : "the camera") + ", " + countNode.textContent;
         img.src = latest.image_url; // boxes are drawn once it has loaded, at its displayed size
