@@ -528,3 +528,52 @@ def test_a_second_fit_while_one_runs_is_refused_not_run_twice(
     assert camera.calibration["n_frames"] == 4
     # The finished fit no longer blocks the next one.
     assert "already running" not in admin.post(url("_fit", camera.pk)).content.decode()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_fit_sends_one_fit_and_shows_its_result(
+    live_asgi_server: Any,
+    session_cookie_for: Callable[[Any], str],
+    user_with_role: Callable[..., Any],
+    camera: Camera,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A double-click used to send two fits: the second was refused as already running and its answer replaced the
+    page, so the first fit's result (here: its failure, for a model that does not exist) was never shown."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    from .conftest import launch_chromium
+
+    expect = playwright_sync.expect
+    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
+    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
+    for count in (3, 4, 5):
+        add_frame(camera, count=count)
+    cookie = session_cookie_for(user_with_role("boss", "admin"))  # the ORM before Playwright's loop starts
+    fits: list[str] = []
+    problems: list[str] = []
+
+    playwright = playwright_sync.sync_playwright().start()
+    try:
+        browser = launch_chromium(playwright)
+        context = browser.new_context(base_url=live_asgi_server.url)
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_asgi_server.url}])
+        page = context.new_page()
+        page.set_default_timeout(60000)  # the fit starts a Django process of its own
+        page.on("request", lambda request: fits.append(request.method) if request.url.endswith("/fit/") else None)
+        page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+        page.goto(url("", camera.pk))
+        button = page.get_by_role("button", name="Fit calibration").bounding_box()
+        assert button is not None
+        x, y = button["x"] + button["width"] / 2, button["y"] + button["height"] / 2
+        page.mouse.click(x, y)
+        page.wait_for_timeout(300)  # a person's double-click: the first request is on its way
+        page.mouse.click(x, y)  # at the same spot, on whatever is there
+        expect(page.locator("ul.messagelist")).to_contain_text("Calibration failed: Detection model")
+        expect(page.get_by_role("button", name="Fit calibration")).to_be_enabled()  # the page anew
+        browser.close()
+    finally:
+        playwright.stop()
+
+    assert fits == ["POST"] and problems == []

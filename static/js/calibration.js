@@ -77,5 +77,26 @@
     svg.querySelector("g.zone").append(outline);
   }
 
+  // A fit takes up to a few minutes with nothing to see meanwhile: a second click would send a second request, which
+  // the server refuses (one fit per camera) and whose answer replaces the page, so the first fit's result is never
+  // shown. One click sends one request.
+  function guardFit(form) {
+    const button = form.querySelector("[type=submit]");
+    const label = button.value;
+    const disabled = button.disabled; // too few labelled frames: it stays so
+    form.addEventListener("submit", () => {
+      button.disabled = true;
+      button.value = "Fitting… (up to " + form.dataset.timeout + " s)";
+    });
+    // Back to this page through the browser's history, the page comes back as it was left, button disabled: undo that.
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) {
+        button.disabled = disabled;
+        button.value = label;
+      }
+    });
+  }
+
   document.querySelectorAll("svg.calibration-canvas").forEach(setUp);
+  document.querySelectorAll("form[data-fit]").forEach(guardFit);
 })();
