@@ -287,7 +287,11 @@ def fit(request: HttpRequest, site: admin.AdminSite, camera: Camera) -> HttpResp
         run = run_calibrate_camera(camera, frames)
     finally:
         cache.delete(lock)
-    camera.refresh_from_db(fields=["counting_mode", "calibration"])
+    try:
+        camera.refresh_from_db(fields=["counting_mode", "calibration"])
+    except Camera.DoesNotExist:  # deleted by another admin while the fit ran: there is no page left to show
+        messages.error(request, f"Camera {camera.pk} was deleted while it was being fitted; nothing was stored.")
+        return redirect("admin:locations_camera_changelist")
     if run.ok:
         messages.success(request, "Calibration fitted and stored; the detection worker applies it from its next pass.")
     else:

@@ -89,6 +89,19 @@ def subprocess_database_url() -> str:
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def fit_processes(camera: Camera) -> list[int]:
+    """The ids of running `manage.py calibrate_camera <camera>` processes, read from /proc."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while being read
+            continue
+        if b"calibrate_camera" in args and str(camera.pk).encode() in args:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 # --- page, capture, label, delete -------------------------------------------------------------------------------------
 
 
@@ -307,6 +320,37 @@ def test_fit_failure_is_an_admin_message_not_a_500(
     assert camera.calibration == {}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_camera_deleted_while_it_is_fitted_is_a_message_not_a_500(
+    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another admin deletes the camera while calibrate_camera runs: the fit's page used to re-read the camera
+    afterwards, which raised Camera.DoesNotExist, a 500."""
+    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
+    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
+    for count in (3, 4, 5):
+        add_frame(camera, count=count)
+
+    def fit_in_thread() -> Any:
+        try:
+            return admin.post(url("_fit", camera.pk), follow=True)
+        finally:
+            connections.close_all()  # this thread's own connection, which would keep the test database open
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fitting = pool.submit(fit_in_thread)
+        deadline = time.monotonic() + 30
+        while not fit_processes(camera):
+            assert time.monotonic() < deadline and not fitting.done(), "the fit never started its subprocess"
+            time.sleep(0.01)
+        Camera.objects.filter(pk=camera.pk).delete()
+        response = fitting.result(timeout=120)
+
+    assert response.status_code == 200
+    assert f"Camera {camera.pk} was deleted while it was being fitted" in messages_of(response)[-1]
+    assert response.redirect_chain[-1][0] == reverse("admin:locations_camera_changelist")
+
+
 @pytest.fixture
 def real_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fit's calibrate_camera subprocess sees the test database and the real YOLO model."""
@@ -474,19 +518,6 @@ def test_clicking_heads_in_the_browser_labels_the_frame(
     assert frame.count == 3 and len(frame.heads) == 3
     for (x, y), (fx, fy) in zip(frame.heads, spots, strict=True):
         assert x == pytest.approx(fx, abs=0.01) and y == pytest.approx(fy, abs=0.01)
-
-
-def fit_processes(camera: Camera) -> list[int]:
-    """The ids of running `manage.py calibrate_camera <camera>` processes, read from /proc."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:  # the process ended while being read
-            continue
-        if b"calibrate_camera" in args and str(camera.pk).encode() in args:
-            found.append(int(cmdline.parent.name))
-    return found
 
 
 @pytest.mark.model
