@@ -22,7 +22,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -198,17 +199,21 @@ def capture(request: HttpRequest, camera_id: int) -> HttpResponse:
             "Check that the camera is enabled and online, then try again.",
         )
         return _back(camera)
-    if camera.calibration_frames.filter(captured_at=latest.captured_at).exists():
-        # The same frame twice would count double in the fit.
-        messages.warning(request, "This frame is already captured; wait for the camera's next frame.")
-        return _back(camera)
-    frame = CalibrationFrame.objects.create(
-        camera=camera,
-        jpeg=bytes(latest.jpeg),
-        width=latest.width,
-        height=latest.height,
-        captured_at=latest.captured_at,
-    )
+    # The same frame twice would count double in the fit. Two captures at once (a double-click, two admins) both
+    # found it missing and both stored it: the camera's row, locked, makes the second wait for the first's frame.
+    with transaction.atomic():
+        if not Camera.objects.select_for_update().filter(pk=camera.pk).exists():
+            raise Http404("The camera was deleted.")  # since this request looked it up
+        if camera.calibration_frames.filter(captured_at=latest.captured_at).exists():
+            messages.warning(request, "This frame is already captured; wait for the camera's next frame.")
+            return _back(camera)
+        frame = CalibrationFrame.objects.create(
+            camera=camera,
+            jpeg=bytes(latest.jpeg),
+            width=latest.width,
+            height=latest.height,
+            captured_at=latest.captured_at,
+        )
     messages.success(request, "Frame captured: click the heads on it (or type the count) and save.")
     return _back(camera, f"#frame-{frame.pk}")
 

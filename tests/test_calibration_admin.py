@@ -8,6 +8,7 @@ data (transaction=True) and need PostgreSQL or a file SQLite database (not pytes
 import csv
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +139,31 @@ def test_capture_copies_the_cameras_newest_frame(admin: Client, camera: Camera) 
     image = admin.get(url("_image", camera.pk, frame.pk))
     assert image.status_code == 200 and image["Content-Type"] == "image/jpeg" and image.content == jpeg(64, 48)
     assert image["Cache-Control"] == "private, max-age=3600"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_captures_at_once_store_the_frame_once(camera: Camera, user_with_role: Callable[..., Any]) -> None:
+    """A double-click on Capture, or two admins: both requests used to find the frame not yet captured and both
+    stored it, so it counted double in the fit."""
+    CameraFrame.objects.create(camera=camera, jpeg=jpeg(), width=64, height=48, count=0, captured_at=timezone.now())
+    user = user_with_role("boss", "admin")
+    clients = [Client(), Client()]
+    for client in clients:
+        client.force_login(user)
+    for _ in range(10):  # the race is lost most times, not every time
+        CalibrationFrame.objects.all().delete()
+        together = threading.Barrier(len(clients))
+
+        def capture(client: Client, together: threading.Barrier = together) -> int:
+            try:
+                together.wait()
+                return client.post(url("_capture", camera.pk)).status_code
+            finally:
+                connections.close_all()  # this thread's own connection, which would keep the test database open
+
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            assert list(pool.map(capture, clients)) == [302, 302]
+        assert CalibrationFrame.objects.count() == 1
 
 
 @pytest.mark.django_db
