@@ -33,8 +33,11 @@ from detection.worker import store_latest_frame
 from locations.models import CalibrationFrame, Camera, CameraFrame, Location
 from locations.services import MAX_COUNT
 
-SHARED = Path("/work/shared")
+SHARED = Path(settings.BASE_DIR).parent / "shared"  # beside the repository, as in CI
 MALL = SHARED / "data" / "mall"
+needs_mall = pytest.mark.skipif(
+    not MALL.is_dir(), reason="../shared/data/mall (frames with human counts) is not beside the repo"
+)
 
 
 def jpeg(width: int = 64, height: int = 48, shade: int = 128) -> bytes:
@@ -141,6 +144,7 @@ def test_capture_copies_the_cameras_newest_frame(admin: Client, camera: Camera) 
     assert image["Cache-Control"] == "private, max-age=3600"
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no row locks (select_for_update)")
 @pytest.mark.django_db(transaction=True)
 def test_two_captures_at_once_store_the_frame_once(camera: Camera, user_with_role: Callable[..., Any]) -> None:
     """A double-click on Capture, or two admins: both requests used to find the frame not yet captured and both
@@ -388,7 +392,7 @@ def real_fit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@needs_mall
 @pytest.mark.django_db(transaction=True)
 def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
     admin: Client, camera: Camera, real_fit: None
@@ -415,7 +419,7 @@ def test_fit_on_mall_frames_stores_the_calibration_and_shows_before_after(
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@needs_mall
 @pytest.mark.django_db(transaction=True)
 def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(admin: Client, camera: Camera, real_fit: None) -> None:
     """Frames labelled by clicking every head: the fit hands the heads to calibrate_camera, which weighs a box model
@@ -439,7 +443,7 @@ def test_fit_on_frames_with_clicked_heads_also_tries_a_box_model(admin: Client, 
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@needs_mall
 @pytest.mark.django_db(transaction=True)
 def test_heads_clicked_on_a_camera_wider_than_the_stored_frame_reach_the_fit_on_that_frame(
     admin: Client, camera: Camera, real_fit: None, tmp_path: Path
@@ -547,7 +551,7 @@ def test_clicking_heads_in_the_browser_labels_the_frame(
 
 
 @pytest.mark.model
-@pytest.mark.skipif(not MALL.is_dir(), reason="/work/shared (Mall images with human counts) is not present")
+@needs_mall
 @pytest.mark.django_db(transaction=True)
 def test_a_second_fit_while_one_runs_is_refused_not_run_twice(
     admin: Client, camera: Camera, real_fit: None, user_with_role: Callable[..., Any]
