@@ -5,13 +5,14 @@ The fits run `manage.py calibrate_camera` as a separate process on the test data
 data (transaction=True) and need PostgreSQL or a file SQLite database (not pytest-django's in-memory one).
 """
 
+import contextlib
 import csv
 import json
 import re
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -91,6 +92,26 @@ def subprocess_database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
     return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def fitting_in_background(client: Client, camera: Camera, **post: Any) -> Iterator[Future[Any]]:
+    """A Fit posted from another thread, handed over once its calibrate_camera subprocess runs; the future is the
+    page the fit answers with."""
+
+    def fit() -> Any:
+        try:
+            return client.post(url("_fit", camera.pk), **post)
+        finally:
+            connections.close_all()  # this thread's own connection, which would keep the test database open
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fitting = pool.submit(fit)
+        deadline = time.monotonic() + 30
+        while not fit_processes(camera):
+            assert time.monotonic() < deadline and not fitting.done(), "the fit never started its subprocess"
+            time.sleep(0.02)
+        yield fitting
 
 
 def fit_processes(camera: Camera) -> list[int]:
@@ -361,18 +382,7 @@ def test_a_camera_deleted_while_it_is_fitted_is_a_message_not_a_500(
     for count in (3, 4, 5):
         add_frame(camera, count=count)
 
-    def fit_in_thread() -> Any:
-        try:
-            return admin.post(url("_fit", camera.pk), follow=True)
-        finally:
-            connections.close_all()  # this thread's own connection, which would keep the test database open
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fitting = pool.submit(fit_in_thread)
-        deadline = time.monotonic() + 30
-        while not fit_processes(camera):
-            assert time.monotonic() < deadline and not fitting.done(), "the fit never started its subprocess"
-            time.sleep(0.01)
+    with fitting_in_background(admin, camera, follow=True) as fitting:
         Camera.objects.filter(pk=camera.pk).delete()
         response = fitting.result(timeout=120)
 
@@ -566,20 +576,9 @@ def test_a_second_fit_while_one_runs_is_refused_not_run_twice(
     other = Client()
     other.force_login(user_with_role("second", "admin"))
 
-    def first_fit() -> str:
-        try:
-            return admin.post(url("_fit", camera.pk)).content.decode()
-        finally:
-            connections.close_all()  # this thread's own connection, which would keep the test database open
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(first_fit)
-        deadline = time.monotonic() + 30
-        while not fit_processes(camera):
-            assert time.monotonic() < deadline and not first.done(), "the first fit never started its subprocess"
-            time.sleep(0.05)
+    with fitting_in_background(admin, camera) as first:
         second = other.post(url("_fit", camera.pk), follow=True)
-        first_text = first.result(timeout=300)
+        first_text = first.result(timeout=300).content.decode()
 
     second_text = second.content.decode()
     assert "Output of calibrate_camera" not in second_text  # no second subprocess
