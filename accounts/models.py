@@ -93,6 +93,7 @@ class AuditLog(models.Model):
         DELETE = "delete", "Deleted"
         ACKNOWLEDGE = "acknowledge", "Acknowledged"
         RESOLVE = "resolve", "Resolved"
+        ESCALATE = "escalate", "Escalated"
         ISSUE_TOKEN = "issue_token", "Issued API token"
         REVOKE_TOKEN = "revoke_token", "Revoked API token"
 

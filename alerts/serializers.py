@@ -33,6 +33,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "resolved_at",
             "resolved_by",
             "note",
+            "updated_at",
         ]
         read_only_fields = fields
 

@@ -196,14 +196,33 @@ def raise_alert(
 
 
 def _escalate(alert: Alert, condition: Condition, *, count: int, occupancy: float) -> None:
-    alert.severity = condition.severity
-    alert.message = condition.message
-    alert.count = count
-    alert.occupancy_percentage = occupancy
-    alert.save(update_fields=["severity", "message", "count", "occupancy_percentage", "updated_at"])
+    """A more severe condition for an open alert: its severity rises and it is ACTIVE again.
+
+    An acknowledgement was given for the lesser danger: a place that went from 85 % to over capacity must be seen and
+    acknowledged anew, not stay quietly "acknowledged" (who acknowledged it stays in the audit log).
+    """
+    # Locked and re-read: an operator may have acknowledged or resolved it since the location's alerts were loaded.
+    before = Alert.objects.select_for_update().filter(pk=alert.pk).values("status", "severity").first()
+    if before is None or before["status"] not in Alert.OPEN_STATUSES:
+        return  # resolved meanwhile: the next reading raises a new alert if the condition still holds
+    Alert.objects.filter(pk=alert.pk).update(
+        severity=condition.severity,
+        message=condition.message,
+        count=count,
+        occupancy_percentage=occupancy,
+        status=Alert.Status.ACTIVE,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        updated_at=timezone.now(),
+    )
+    alert.refresh_from_db()
+    changes = {"severity": {"old": before["severity"], "new": alert.severity}}
+    if before["status"] != alert.status:
+        changes["status"] = {"old": before["status"], "new": alert.status}
+    audit.record("escalate", alert, changes, system=True)
     logger.warning("Alert %s at %s escalated to %s", alert.kind, alert.location_id, alert.severity)
     _queue_notifications(alert, "escalated")
-    _announce(alert, push_location=False)
+    _announce(alert, push_location=False)  # the write path broadcasts the location itself
 
 
 def acknowledge(alert: Alert, user: AbstractBaseUser, note: str = "") -> Alert:

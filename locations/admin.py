@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import URLPattern
+from django.utils import timezone
 
 from .calibration_admin import calibration_urls
 from .forms import CameraForm
@@ -82,10 +83,27 @@ class LocationAdmin(admin.ModelAdmin):
 @admin.register(Camera)
 class CameraAdmin(admin.ModelAdmin):
     form = CameraForm  # the source's password is never shown
-    list_display = ["name", "location", "enabled", "status", "last_seen_at", "leased_by"]
+    list_display = ["name", "location", "enabled", "status", "last_seen_at", "counted", "leased_by"]
     list_filter = ["enabled", "status", "location"]
+    list_select_related = ["location", "newest_count"]
     search_fields = ["name", "location__name"]
-    readonly_fields = ["status", "last_seen_at", "last_error", "leased_by", "lease_expires_at", "created_at"]
+    readonly_fields = [
+        "status",
+        "last_seen_at",
+        "counted",
+        "last_error",
+        "leased_by",
+        "lease_expires_at",
+        "created_at",
+    ]
+
+    @admin.display(description="Newest count")
+    def counted(self, camera: Camera) -> str:
+        """The camera's part of its location's count (the sum of its enabled cameras' newest counts)."""
+        part = camera.count_here
+        if part is None:
+            return "not yet counted"
+        return f"{part.count} at {timezone.localtime(part.at):%Y-%m-%d %H:%M:%S}"
 
     def get_urls(self) -> list[URLPattern]:
         # The calibration page (linked from the change form's object tools): locations/calibration_admin.py.

@@ -32,13 +32,25 @@ HEATMAP_DEFAULT_PERIOD = timedelta(hours=1)  # without `since`, the hour before 
 class CameraSerializer(serializers.ModelSerializer):
     location_id = serializers.IntegerField(read_only=True)
     has_frame = serializers.SerializerMethodField()
+    count = serializers.SerializerMethodField(
+        help_text="the camera's newest count, its part of the location's count; null before it first counts"
+    )
+    counted_at = serializers.SerializerMethodField(help_text="when the camera took its newest count")
 
     class Meta:
         model = Camera
-        fields = ["id", "location_id", "name", "enabled", "status", "last_seen_at", "has_frame"]
+        fields = ["id", "location_id", "name", "enabled", "status", "last_seen_at", "has_frame", "count", "counted_at"]
 
     def get_has_frame(self, camera: Camera) -> bool:
         return hasattr(camera, "latest_frame")
+
+    def get_count(self, camera: Camera) -> int | None:
+        newest = camera.count_here
+        return None if newest is None else newest.count
+
+    def get_counted_at(self, camera: Camera) -> datetime | None:
+        newest = camera.count_here
+        return None if newest is None else newest.at
 
 
 class CameraFilterSerializer(serializers.Serializer):
@@ -71,17 +83,11 @@ def hour_before(until: datetime) -> datetime:
 
 
 def newest_quality(camera: Camera) -> dict[str, Any] | None:
-    """The quality of the camera's newest reading (the documented subset), or None when it has none."""
-    # Filtering on the location too walks the (location, -timestamp) index from the newest row instead of sorting
-    # every reading the camera ever took.
-    details = (
-        CrowdLog.objects.filter(location_id=camera.location_id, camera=camera)
-        .order_by("-timestamp", "-id")
-        .values_list("details", flat=True)
-        .first()
-    )
-    quality = (details or {}).get("quality")
-    return None if quality is None else QualitySerializer(quality).data
+    """The quality of the camera's newest count (the documented subset), or None when it has none."""
+    newest = camera.count_here
+    if newest is None or newest.quality is None:
+        return None
+    return QualitySerializer(newest.quality).data
 
 
 @extend_schema_view(list=extend_schema(parameters=[OpenApiParameter("location", type=int)]))
@@ -90,7 +96,7 @@ class CameraViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [require_perm("locations.view_camera")]
 
     def get_queryset(self) -> QuerySet[Camera]:
-        cameras = Camera.objects.select_related("latest_frame").order_by("location__name", "name")
+        cameras = Camera.objects.select_related("latest_frame", "newest_count").order_by("location__name", "name")
         if self.action == "list":
             filters = CameraFilterSerializer(data=self.request.query_params)
             filters.is_valid(raise_exception=True)

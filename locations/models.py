@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -126,7 +127,11 @@ class Camera(models.Model):
         help_text="RTSP / HTTP(S) MJPEG or snapshot URL, video file, image file / folder / glob, or webcam "
         "index. May contain credentials: it is shown only here.",
     )
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(
+        default=True,
+        help_text="Only enabled cameras are sampled. The location's count is the sum of its enabled cameras' newest "
+        "counts (a camera that went offline keeps its last count in it): disable a camera to take it out.",
+    )
     counting_mode = models.CharField(max_length=10, choices=CountingMode.choices, default=CountingMode.AUTO)
     zone = models.JSONField(
         default=list,
@@ -161,6 +166,29 @@ class Camera(models.Model):
     def safe_source(self) -> str:
         return redact_uri(self.source)
 
+    @property
+    def count_here(self) -> "CameraCount | None":
+        """The camera's newest count at its current location (a camera moved elsewhere has none there yet)."""
+        newest = getattr(self, "newest_count", None)
+        return newest if newest is not None and newest.location_id == self.location_id else None
+
+
+class CameraCount(models.Model):
+    """The newest count each camera gave its location; the location's count is their sum (locations.aggregation).
+
+    Written only by locations.services. `location` is where the camera was when it counted: a camera moved to another
+    location leaves its old count behind rather than carry it along.
+    """
+
+    camera = models.OneToOneField(Camera, on_delete=models.CASCADE, primary_key=True, related_name="newest_count")
+    location = models.ForeignKey(Location, on_delete=models.CASCADE, related_name="+")
+    count = models.PositiveIntegerField()
+    at = models.DateTimeField(help_text="When the camera counted.")
+    quality = models.JSONField(null=True, blank=True, help_text="The counter's judgement of this count, if any.")
+
+    def __str__(self) -> str:
+        return f"{self.camera} {self.count} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
 
 class CrowdLog(models.Model):
     """One stored reading. Never edited after it is written."""
@@ -191,6 +219,18 @@ class CrowdLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.location} {self.count} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def camera_count(self) -> int:
+        """What the reading's camera itself counted; `count` is the location's (the sum over its cameras)."""
+        return self.details.get("cameras", {}).get(str(self.camera_id), self.count)
+
+    @property
+    def camera_quality(self) -> dict[str, Any] | None:
+        """How far the counter trusted what the camera itself counted; `details["quality"]` is the location's."""
+        if "camera_quality" in self.details:
+            return self.details["camera_quality"]
+        return self.details.get("quality")
 
 
 class DensitySnapshot(models.Model):

@@ -12,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.engine import Sample
 from alerts.services import LocationAlerts
 
+from .aggregation import CameraPart, combine
 from .density import density_level, occupancy_percentage
-from .models import CrowdLog, DensitySnapshot, Location
+from .models import Camera, CameraCount, CrowdLog, DensitySnapshot, Location
 from .state import broadcast_location
 
 MAX_COUNT = 1_000_000
@@ -107,6 +109,13 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
         for location_id in ids:
             if location_id not in locations:
                 raise Location.DoesNotExist(f"Location {location_id} does not exist.")
+        parts = _camera_parts(ids)
+        # A camera deleted since it counted: its reading is still stored (never lose a reading), without the camera,
+        # rather than fail the whole write on the foreign key at commit.
+        camera_ids = {reading.camera_id for reading in readings if reading.camera_id is not None}
+        cameras = set(Camera.objects.filter(pk__in=camera_ids).values_list("pk", flat=True))
+        counted: dict[int, CameraCount] = {}  # the cameras' newest counts to store
+        camera_news: list[bool] = []  # per fresh log: it is its camera's newest count
         keys = [reading.key for reading in readings if reading.key is not None]
         logs: dict[str, CrowdLog] = {log.reading_key: log for log in CrowdLog.objects.filter(reading_key__in=keys)}
         fresh: list[CrowdLog] = []
@@ -116,35 +125,50 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 results.append(logs[reading.key])  # stored before (or twice in this call)
                 continue
             location = locations[reading.location_id]
-            occupancy = occupancy_percentage(reading.count, location.capacity_limit)
+            # A fast clock's reading is taken as made now: stored ahead of time, it would stay the location's
+            # newest and make every reading of the next minute a late one, leaving the live state frozen.
+            timestamp = min(reading.at, now) if reading.at else now
+            camera_id = reading.camera_id if reading.camera_id in cameras else None
+            count, details, news = reading.count, reading.details or {}, False
+            if camera_id is not None:
+                known = parts.setdefault(location.pk, {})
+                count, details, news = _add_camera(known, reading, timestamp, location, counted)
+            occupancy = occupancy_percentage(count, location.capacity_limit)
             log = CrowdLog(
                 location=location,
-                camera_id=reading.camera_id,
+                camera_id=camera_id,
                 source=reading.source,
-                count=reading.count,
+                count=count,
                 capacity_limit=location.capacity_limit,
                 occupancy_percentage=occupancy,
                 density_level=density_level(occupancy, location.medium_threshold, location.high_threshold),
-                # A fast clock's reading is taken as made now: stored ahead of time, it would stay the location's
-                # newest and make every reading of the next minute a late one, leaving the live state frozen.
-                timestamp=min(reading.at, now) if reading.at else now,
-                details=reading.details or {},
+                timestamp=timestamp,
+                details=details,
                 reading_key=reading.key,
             )
             fresh.append(log)
+            camera_news.append(news)
             results.append(log)
             if reading.key is not None:
                 logs[reading.key] = log
         CrowdLog.objects.bulk_create(fresh)  # sets each log's id
+        CameraCount.objects.bulk_create(
+            counted.values(),
+            update_conflicts=True,
+            unique_fields=["camera"],
+            update_fields=["location", "count", "at", "quality"],
+        )
         _add_to_snapshots(fresh)
         newest: dict[int, list[CrowdLog]] = {}  # per location, the new readings that became its newest in turn
-        for log in fresh:
+        for log, news in zip(fresh, camera_news, strict=True):
             location = locations[log.location_id]
-            if location.last_reading_at is None or log.timestamp >= location.last_reading_at:
+            # A camera's newest count is news about its location even when another camera of it counted a moment
+            # later (the worker samples cameras in parallel): the sum it makes is the location's current count.
+            if news or location.last_reading_at is None or log.timestamp >= location.last_reading_at:
                 location.current_count = log.count
                 location.occupancy_percentage = log.occupancy_percentage
                 location.density_level = log.density_level
-                location.last_reading_at = log.timestamp
+                location.last_reading_at = max(log.timestamp, location.last_reading_at or log.timestamp)
                 newest.setdefault(location.pk, []).append(log)
         for location_id, logs_in_turn in newest.items():
             location = locations[location_id]
@@ -155,6 +179,52 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             location.has_open_alert = alerts.any_open
             transaction.on_commit(lambda location=location: broadcast_location(location))
     return results
+
+
+def _camera_parts(location_ids: Sequence[int]) -> dict[int, dict[int, CameraPart]]:
+    """Per location, the newest count of each enabled camera still there (call with the locations locked)."""
+    rows = CameraCount.objects.filter(
+        location_id__in=location_ids, camera__location_id=F("location_id"), camera__enabled=True
+    )
+    parts: dict[int, dict[int, CameraPart]] = {}
+    for row in rows:
+        parts.setdefault(row.location_id, {})[row.camera_id] = CameraPart(row.camera_id, row.count, row.at, row.quality)
+    return parts
+
+
+def _add_camera(
+    parts: dict[int, CameraPart],
+    reading: NewReading,
+    at: datetime,
+    location: Location,
+    counted: dict[int, CameraCount],
+) -> tuple[int, dict[str, Any], bool]:
+    """The location's count and the reading's details once a camera's count joins its location's other cameras',
+    and whether it is the camera's newest count.
+
+    Updates `parts` (and `counted`, the rows to store) unless the camera has counted since `at` (a late reading: it is
+    summed with the others as they stand, but does not replace the camera's newer count).
+    """
+    details = reading.details or {}
+    part = CameraPart(reading.camera_id, reading.count, at, details.get("quality"))
+    previous = parts.get(part.camera_id)
+    news = previous is None or at >= previous.at
+    if news:
+        parts[part.camera_id] = part
+        counted[part.camera_id] = CameraCount(
+            camera_id=part.camera_id, location=location, count=part.count, at=at, quality=part.quality
+        )
+    others = [other for camera_id, other in parts.items() if camera_id != part.camera_id]
+    if not others:
+        return reading.count, details, news  # the location's only camera: its count is the location's
+    total = combine([part, *others], at, location.stale_after)
+    # Compact (a stadium may have dozens of cameras in one location): each camera's count, and which are held.
+    details = {**details, "cameras": total.cameras, "held": total.held, "camera_quality": part.quality}
+    if total.quality is None:
+        details.pop("quality", None)
+    else:
+        details["quality"] = total.quality
+    return total.count, details, news
 
 
 def refresh_location(location: Location) -> None:

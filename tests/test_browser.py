@@ -300,6 +300,35 @@ def test_alert_appears_live_and_is_resolved_with_a_note_in_the_page(
     assert not unexpected, unexpected
 
 
+def test_an_acknowledged_alert_that_escalates_is_announced_and_acknowledged_anew(
+    open_page: Callable, off_loop: Callable, operator: Any
+) -> None:
+    stand = place("North Stand", capacity=100)
+    record_reading(stand, 85, source="api")
+    alert = Alert.objects.get(location=stand, kind="OVERCROWDING")
+    watched = open_page(operator, "/")
+    page = watched.page
+    wait_live(page)
+    item = page.locator(f"#alert-feed #alert-{alert.pk}")
+    item.get_by_role("button", name=re.compile("^Acknowledge")).click()
+    page.locator("#alert-dialog-note").fill("Stewards on the way.")
+    page.keyboard.press("Control+Enter")
+    expect(item).to_contain_text("Acknowledged")
+    expect(page.locator("#alert-banner")).not_to_contain_text("Overcrowding at North Stand")
+
+    # The stand goes over capacity: the same alert, now CRITICAL, must be seen and acknowledged again.
+    off_loop(record_reading, stand, 104, source="api")
+    banner = page.locator("#alert-banner")
+    expect(banner).to_be_visible(timeout=LIVE)
+    expect(banner).to_contain_text("Escalated: Overcrowding at North Stand")
+    expect(banner).to_have_attribute("data-severity", "CRITICAL")
+    expect(page.locator("#alert-announcer")).to_contain_text("Alert escalated to critical at North Stand")
+    expect(item.get_by_role("button", name=re.compile("^Acknowledge"))).to_be_visible()
+    expect(item).not_to_contain_text("Acknowledged")
+    watched.screenshot("alert-escalated", full_page=False)
+    assert not watched.errors, watched.errors
+
+
 def test_server_restart_shows_reconnecting_then_catches_up(
     open_page: Callable, off_loop: Callable, operator: Any, live_asgi_server: LiveAsgiServer
 ) -> None:
@@ -615,6 +644,33 @@ def test_location_page_says_how_far_the_camera_count_can_be_trusted(
     expect(page.locator("#frame-interval")).to_be_hidden()  # the warning says it: no "likely" range to give
     expect(page.locator("#frame-dense")).to_be_hidden()
     watched.screenshot("location-saturated")
+    assert not watched.errors, watched.errors
+
+
+def test_a_location_seen_by_several_cameras_shows_what_each_adds(
+    open_page: Callable, off_loop: Callable, operator: Any
+) -> None:
+    hall = place("Arrivals hall", capacity=100)
+    north = Camera.objects.create(location=hall, name="North doors", source="/dev/null")
+    south = Camera.objects.create(location=hall, name="South doors", source="/dev/null")
+    record_reading(hall, 30, source="camera", camera_id=south.pk, at=timezone.now() - timedelta(minutes=3))
+    record_reading(hall, 12, source="camera", camera_id=north.pk)
+
+    watched = open_page(operator, f"/locations/{hall.pk}/")
+    page = watched.page
+    wait_live(page)
+    expect(card(page, hall).locator(".current-count")).to_have_text("42")
+    parts = page.locator("#camera-sum")
+    expect(parts).to_have_text(
+        re.compile(r"^Count = sum of cameras: North doors 12 \+ South doors 30 \(held: counted 3 min ago\)$")
+    )
+    expect(parts.locator("[data-held]")).to_have_count(1)
+    watched.screenshot("location-cameras", full_page=False)
+
+    # The south camera counts again: the sum follows live and nothing is held any more.
+    off_loop(record_reading, hall, 25, source="camera", camera_id=south.pk)
+    expect(card(page, hall).locator(".current-count")).to_have_text("37", timeout=LIVE)
+    expect(parts).to_have_text("Count = sum of cameras: North doors 12 + South doors 25", timeout=5000)
     assert not watched.errors, watched.errors
 
 

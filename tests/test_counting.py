@@ -567,10 +567,10 @@ def test_a_camera_with_a_malformed_calibration_is_counted_uncalibrated(engine: C
     feeds = [Feed(location.pk, camera.source, camera.pk) for camera in (good, bad)]
     worker = DetectionWorker(engine, lambda: feeds, 0.01, threading.Event())
     assert worker.run(cycles=1) == 2
-    assert CrowdLog.objects.get(camera=good).count == 2 * raw
+    assert CrowdLog.objects.get(camera=good).camera_count == 2 * raw
     log = CrowdLog.objects.get(camera=bad)
-    assert log.count == raw
-    assert not any("calibrated" in note for note in log.details["quality"]["notes"])
+    assert log.camera_count == raw
+    assert not any("calibrated" in note for note in log.camera_quality["notes"])
 
 
 def test_calibration_from_json_refuses_what_the_counter_cannot_apply() -> None:

@@ -126,6 +126,19 @@ def test_broken_camera_goes_offline_without_stopping_the_others(counter: YoloCou
     assert broken.status == Camera.Status.ONLINE
 
 
+@needs_model
+@pytest.mark.django_db(transaction=True)
+def test_a_location_seen_by_two_cameras_counts_the_people_of_both() -> None:
+    location = Location.objects.create(name="Bus stop", capacity_limit=10)
+    for side in ("kerb", "shelter"):
+        Camera.objects.create(location=location, name=side, source=str(BUS))
+    call_command("run_detection", "--once", "--location", str(location.pk), stdout=StringIO())
+    location.refresh_from_db()
+    assert location.current_count == 8  # four people on each camera's picture
+    assert location.density_level == "HIGH"
+    assert Alert.objects.filter(location=location, kind="OVERCROWDING").exists()
+
+
 @contextlib.contextmanager
 def database_unreachable() -> Iterator[None]:
     """Point every new connection at a closed port, as if PostgreSQL were down (run() closes its connections)."""

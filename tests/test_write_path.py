@@ -8,9 +8,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.models import AuditLog
 from alerts import services
-from alerts.engine import AlertKind, Condition, Severity
-from alerts.models import Alert, AlertRule
+from alerts.engine import AlertKind, Condition, Sample, Severity
+from alerts.models import Alert, AlertRule, Notification
+from alerts.services import LocationAlerts
 from locations.models import CrowdLog, DensitySnapshot, Location
 from locations.serializers import LocationSerializer
 from locations.services import InvalidReading, NewReading, record_reading, record_readings, refresh_location
@@ -270,14 +272,49 @@ def test_escalation_to_critical_updates_the_same_alert(gate: Location) -> None:
     assert same.severity == "CRITICAL"
 
 
+def test_an_acknowledged_alert_that_escalates_is_active_again(gate: Location) -> None:
+    """An operator acknowledged 85 %; the place then went over capacity. That used to stay "acknowledged": no
+    banner, no sound, nothing left to acknowledge on the dashboard."""
+    operator = User.objects.create_user("op")
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)  # 85 %: WARNING
+    warning = Alert.objects.get()
+    services.acknowledge(warning, operator, "Stewards sent.")
+
+    record_reading(gate, 205, source=CrowdLog.Source.CAMERA)  # over capacity: CRITICAL
+    escalated = Alert.objects.get()
+    assert (escalated.pk, escalated.severity, escalated.status) == (warning.pk, "CRITICAL", "ACTIVE")
+    assert escalated.acknowledged_at is None and escalated.acknowledged_by is None
+    assert escalated.note == "Stewards sent."
+    entry = AuditLog.objects.filter(action="escalate").get()
+    assert entry.actor is None and entry.object_id == str(warning.pk)
+    assert entry.changes == {
+        "severity": {"old": "WARNING", "new": "CRITICAL"},
+        "status": {"old": "ACKNOWLEDGED", "new": "ACTIVE"},
+    }
+    # The escalated alert can be acknowledged again: the operator has now seen this danger.
+    services.acknowledge(escalated, operator, "Gates closed.")
+    assert Alert.objects.get().status == "ACKNOWLEDGED"
+
+
+def test_an_alert_resolved_while_its_location_is_judged_stays_resolved(gate: Location) -> None:
+    record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+    warning = Alert.objects.get()
+    judged = LocationAlerts(fresh(gate))  # loads the open WARNING, as the write path does
+    services.resolve(Alert.objects.get(pk=warning.pk), User.objects.create_user("op"), "Cleared.")
+    now = timezone.now()
+    judged.evaluate([(Sample(205, now), 102.5)], now)
+    stored = Alert.objects.get(pk=warning.pk)
+    assert (stored.status, stored.severity) == ("RESOLVED", "WARNING")  # not a resolved alert that is CRITICAL
+    assert not Notification.objects.filter(alert=warning, event="escalated").exists()
+
+
 def test_an_acknowledged_alert_still_counts_as_open(gate: Location) -> None:
     operator = User.objects.create_user("op")
     record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
     services.acknowledge(Alert.objects.get(), operator)
-    record_reading(gate, 175, source=CrowdLog.Source.CAMERA)
-    record_reading(gate, 210, source=CrowdLog.Source.CAMERA)
+    record_reading(gate, 175, source=CrowdLog.Source.CAMERA)  # still overcrowded, no worse: nothing new to see
     (alert,) = Alert.objects.all()
-    assert (alert.status, alert.severity) == ("ACKNOWLEDGED", "CRITICAL")
+    assert (alert.status, alert.severity) == ("ACKNOWLEDGED", "WARNING")
 
 
 def test_cooldown_after_resolution(gate: Location) -> None:

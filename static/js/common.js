@@ -364,10 +364,12 @@
     const opts = options || {};
     const known = alerts.get(alert.id);
     // Never go back: a re-fetched or snapshot copy may be older than the live update already shown.
-    if (known && STATUS_RANK[known.status] > STATUS_RANK[alert.status]) return false;
+    if (known && isOlder(alert, known)) return false;
     alerts.set(alert.id, alert);
     const isNew = !known;
-    if (isNew && opts.announce && alert.status !== "RESOLVED") announce(alert);
+    // An escalation (say, from 85 % to over capacity) is news even for an alert already shown or acknowledged.
+    const escalated = !isNew && alert.status === "ACTIVE" && severityRank(alert) > severityRank(known);
+    if ((isNew || escalated) && opts.announce && alert.status !== "RESOLVED") announce(alert, escalated);
     if (alert.status !== "ACTIVE") unannounce(alert.id);
     alertListeners.forEach(function (fn) {
       fn(alert, isNew);
@@ -375,6 +377,17 @@
     return isNew;
   };
   const STATUS_RANK = { ACTIVE: 0, ACKNOWLEDGED: 1, RESOLVED: 2 };
+  const SEVERITY_ORDER = ["INFO", "WARNING", "CRITICAL"];
+  // Versions are ordered by when the alert last changed; an escalation makes an acknowledged alert ACTIVE again.
+  function isOlder(alert, known) {
+    const at = Date.parse(alert.updated_at);
+    const knownAt = Date.parse(known.updated_at);
+    if (at !== knownAt && !Number.isNaN(at) && !Number.isNaN(knownAt)) return at < knownAt;
+    return STATUS_RANK[known.status] > STATUS_RANK[alert.status];
+  }
+  function severityRank(alert) {
+    return SEVERITY_ORDER.indexOf(alert.severity);
+  }
   (config.open_alerts || []).forEach(function (alert) {
     alerts.set(alert.id, alert);
   });
@@ -413,7 +426,6 @@
   const bannerList = document.getElementById("alert-banner-list");
   const announcer = document.getElementById("alert-announcer");
   const announced = new Map(); // alert id -> banner line
-  const SEVERITY_ORDER = ["INFO", "WARNING", "CRITICAL"];
 
   function bannerSeverity() {
     let worst = "INFO";
@@ -429,14 +441,17 @@
     banner.dataset.severity = bannerSeverity();
   }
 
-  function announce(alert) {
-    const text =
-      "New " + alert.severity.toLowerCase() + " alert at " + alert.location_name + ": " + alert.message;
+  function announce(alert, escalated) {
+    const severity = alert.severity.toLowerCase();
+    const what = escalated ? "Alert escalated to " + severity : "New " + severity + " alert";
+    const text = what + " at " + alert.location_name + ": " + alert.message;
     const line = CM.el(
       "li",
       { class: "flex flex-wrap items-baseline gap-x-2 text-sm sm:text-base", dataset: { alertId: alert.id } },
       CM.el("span", { class: "sev", dataset: { severity: alert.severity }, text: alert.severity }),
-      CM.el("strong", { text: CM.humanize(alert.kind) + " at " + alert.location_name }),
+      CM.el("strong", {
+        text: (escalated ? "Escalated: " : "") + CM.humanize(alert.kind) + " at " + alert.location_name,
+      }),
       CM.el("span", { class: "min-w-0", text: alert.message }),
       CM.el("time", { class: "text-xs opacity-90", text: CM.time(alert.triggered_at) }),
       CM.el("a", { href: "/locations/" + alert.location_id + "/", text: "View location" })

@@ -167,6 +167,7 @@
     const nameNode = document.getElementById("camera-name");
     const statusNode = document.getElementById("camera-status");
     const seenNode = document.getElementById("camera-seen");
+    const sumNode = document.getElementById("camera-sum");
     const none = document.getElementById("camera-none");
     const body = document.getElementById("camera-body");
     const img = document.getElementById("frame-img");
@@ -208,10 +209,31 @@
       seenNode.append("Last seen ", CM.relativeTime(CM.el("time"), camera.last_seen_at));
     }
 
+    // With several cameras the location's count is the sum of each enabled camera's newest count; a camera that
+    // stopped counting keeps its last count in the sum (held), which the operator must be able to see.
+    function renderSum() {
+      sumNode.hidden = list.length < 2;
+      sumNode.textContent = "";
+      if (sumNode.hidden) return;
+      const parts = list.filter((c) => c.enabled && c.count != null);
+      sumNode.append(parts.length ? "Count = sum of cameras: " : "No camera has counted yet.");
+      parts.forEach(function (c, i) {
+        if (i) sumNode.append(" + ");
+        const part = CM.el("span", { dataset: { camera: c.id } }, c.name + " " + c.count);
+        if (CM.isStale(c.counted_at, info.expected_interval_seconds)) {
+          part.dataset.held = "";
+          part.className = "font-semibold text-amber-200";
+          part.append(" (held: counted ", CM.relativeTime(CM.el("time"), c.counted_at), ")");
+        }
+        sumNode.append(part);
+      });
+    }
+
     function loadList() {
       return CM.api("/api/cameras/?page_size=100&location=" + info.id).then(function (res) {
         if (!res.ok) return;
         list = res.body.results;
+        renderSum();
         none.hidden = list.length > 0;
         body.hidden = list.length === 0;
         if (!list.length) return;
