@@ -601,6 +601,11 @@ class DetectionWorker:
                 logger.error("event=reading_rejected camera=%s error=%r", items[0].feed.metric_label, str(exc))
                 self.metrics.error(items[0].feed.metric_label, "store")
                 return
+            except Exception:
+                # Not an outage and not a bad reading: a bug, or a race the write path did not foresee. The readings
+                # wait in the spool, where each is retried alone and dropped only after SPOOL_MAX_ATTEMPTS, logged
+                # (spooled_reading_dropped); a batch lost here would be lost without a trace in the figures.
+                logger.exception("event=write_failed worker=%s readings=%d", self.name, len(items))
         for item, log in zip(items, logs, strict=True):
             if log is None:
                 self.spool.append(item.reading)

@@ -392,6 +392,31 @@ def test_a_reading_of_a_live_camera_keeps_the_median_of_its_frames(counter: Yolo
 
 @needs_model
 @pytest.mark.django_db(transaction=True)
+def test_a_write_that_fails_unexpectedly_keeps_its_readings_for_a_retry(
+    counter: YoloCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing with something other than an outage (here a RuntimeError, once) used to lose every reading
+    of that write: logged as writer_error, never stored, never spooled."""
+    location = Location.objects.create(name="Bus stop", capacity_limit=50)
+    write = DetectionWorker._write
+    failures = []
+
+    def fails_once(readings: list) -> list:
+        if not failures:
+            failures.append(len(readings))
+            raise RuntimeError("a bug in the write path")
+        return write(readings)
+
+    monkeypatch.setattr(DetectionWorker, "_write", staticmethod(fails_once))
+    worker = DetectionWorker(counter, lambda: [Feed(location.pk, str(BUS))], 0.0, threading.Event(), lambda _: None)
+    assert worker.run(cycles=3) == 3
+    assert failures == [1]
+    assert list(CrowdLog.objects.filter(location=location).values_list("count", flat=True)) == [4, 4, 4]
+    assert worker.spool.depth() == 0
+
+
+@needs_model
+@pytest.mark.django_db(transaction=True)
 def test_a_reading_that_cannot_be_stored_costs_only_itself(counter: YoloCounter) -> None:
     pets, mall = str(SHARED_DATA / "pets09_s2l1" / "images"), str(SHARED_DATA / "mall" / "images")
     if not SHARED_DATA.exists():
