@@ -101,13 +101,14 @@ class LocationAlerts:
         reading of the window here instead cost hundreds of rows per reading when cameras report every second.
         """
         window = self.settings.spike_window
-        rows = (
-            CrowdLog.objects.filter(
-                location=self.location, timestamp__gte=min(times) - window, timestamp__lte=max(times)
-            )
-            .order_by("count", "timestamp")
-            .values_list("count", "timestamp")
+        rows = CrowdLog.objects.filter(
+            location=self.location, timestamp__gte=min(times) - window, timestamp__lte=max(times)
         )
+        # Nothing up to a camera joining the count: it would make the larger count now seen look like a surge.
+        since = self.location.cameras_changed_at
+        if since is not None:
+            rows = rows.filter(timestamp__gt=since)
+        rows = rows.order_by("count", "timestamp").values_list("count", "timestamp")
         found: list[Sample | None] = [None] * len(times)
         start, size = 0, 8
         while None in found:

@@ -64,6 +64,10 @@ class Location(models.Model):
     occupancy_percentage = models.FloatField(null=True, blank=True, editable=False)
     density_level = models.CharField(max_length=8, choices=DENSITY_CHOICES, blank=True, editable=False)
     last_reading_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When a camera last joined the location's count (a camera new here, moved here or enabled again), or the newest
+    # reading then if later: the spike rule compares only readings after it, since the count grew because more of the
+    # place is seen, not by a surge.
+    cameras_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from alerts.engine import Sample
@@ -116,6 +115,7 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
         cameras = set(Camera.objects.filter(pk__in=camera_ids).values_list("pk", flat=True))
         counted: dict[int, CameraCount] = {}  # the cameras' newest counts to store
         camera_news: list[bool] = []  # per fresh log: it is its camera's newest count
+        seen_until: dict[int, datetime] = {}  # per location, the newest reading time so far, stored or in this call
         keys = [reading.key for reading in readings if reading.key is not None]
         logs: dict[str, CrowdLog] = {log.reading_key: log for log in CrowdLog.objects.filter(reading_key__in=keys)}
         fresh: list[CrowdLog] = []
@@ -130,9 +130,15 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             timestamp = min(reading.at, now) if reading.at else now
             camera_id = reading.camera_id if reading.camera_id in cameras else None
             count, details, news = reading.count, reading.details or {}, False
+            latest = max(timestamp, seen_until.get(location.pk) or location.last_reading_at or timestamp)
             if camera_id is not None:
                 known = parts.setdefault(location.pk, {})
-                count, details, news = _add_camera(known, reading, timestamp, location, counted)
+                count, details, news, joined = _add_camera(known, reading, timestamp, location, counted)
+                if joined:
+                    # The count grows because more of the place is seen, not because people came: the spike rule
+                    # compares only readings after this one and any the location already has (Location field).
+                    location.cameras_changed_at = max(latest, location.cameras_changed_at or latest)
+            seen_until[location.pk] = latest
             occupancy = occupancy_percentage(count, location.capacity_limit)
             log = CrowdLog(
                 location=location,
@@ -172,7 +178,15 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 newest.setdefault(location.pk, []).append(log)
         for location_id, logs_in_turn in newest.items():
             location = locations[location_id]
-            location.save(update_fields=["current_count", "occupancy_percentage", "density_level", "last_reading_at"])
+            location.save(
+                update_fields=[
+                    "current_count",
+                    "occupancy_percentage",
+                    "density_level",
+                    "last_reading_at",
+                    "cameras_changed_at",
+                ]
+            )
             alerts = LocationAlerts(location)
             alerts.evaluate([(Sample(log.count, log.timestamp), log.occupancy_percentage) for log in logs_in_turn], now)
             # The alert flag of the broadcast, as the rules just left it (saves a query per location).
@@ -182,13 +196,24 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
 
 
 def _camera_parts(location_ids: Sequence[int]) -> dict[int, dict[int, CameraPart]]:
-    """Per location, the newest count of each enabled camera still there (call with the locations locked)."""
-    rows = CameraCount.objects.filter(
-        location_id__in=location_ids, camera__location_id=F("location_id"), camera__enabled=True
+    """Per location, the newest count of each enabled camera still there (call with the locations locked).
+
+    The counts of cameras disabled or moved elsewhere since are deleted: such a camera that counts here again joins
+    the sum afresh (`_add_camera`), rather than bring back a count from before it was disabled.
+    """
+    rows = CameraCount.objects.filter(location_id__in=location_ids).values(
+        "camera_id", "location_id", "count", "at", "quality", "camera__enabled", "camera__location_id"
     )
     parts: dict[int, dict[int, CameraPart]] = {}
+    gone = []
     for row in rows:
-        parts.setdefault(row.location_id, {})[row.camera_id] = CameraPart(row.camera_id, row.count, row.at, row.quality)
+        if not row["camera__enabled"] or row["camera__location_id"] != row["location_id"]:
+            gone.append(row["camera_id"])
+            continue
+        part = CameraPart(row["camera_id"], row["count"], row["at"], row["quality"])
+        parts.setdefault(row["location_id"], {})[part.camera_id] = part
+    if gone:
+        CameraCount.objects.filter(camera_id__in=gone, location_id__in=location_ids).delete()
     return parts
 
 
@@ -198,9 +223,10 @@ def _add_camera(
     at: datetime,
     location: Location,
     counted: dict[int, CameraCount],
-) -> tuple[int, dict[str, Any], bool]:
+) -> tuple[int, dict[str, Any], bool, bool]:
     """The location's count and the reading's details once a camera's count joins its location's other cameras',
-    and whether it is the camera's newest count.
+    whether it is the camera's newest count, and whether the camera joins the sum with it (new, moved here or
+    enabled again).
 
     Updates `parts` (and `counted`, the rows to store) unless the camera has counted since `at` (a late reading: it is
     summed with the others as they stand, but does not replace the camera's newer count).
@@ -216,7 +242,7 @@ def _add_camera(
         )
     others = [other for camera_id, other in parts.items() if camera_id != part.camera_id]
     if not others:
-        return reading.count, details, news  # the location's only camera: its count is the location's
+        return reading.count, details, news, previous is None  # the location's only camera: its count is the location's
     total = combine([part, *others], at, location.stale_after)
     # Compact (a stadium may have dozens of cameras in one location): each camera's count, and which are held.
     details = {**details, "cameras": total.cameras, "held": total.held, "camera_quality": part.quality}
@@ -224,7 +250,7 @@ def _add_camera(
         details.pop("quality", None)
     else:
         details["quality"] = total.quality
-    return total.count, details, news
+    return total.count, details, news, previous is None
 
 
 def refresh_location(location: Location) -> None:

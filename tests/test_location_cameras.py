@@ -161,6 +161,39 @@ def test_a_disabled_camera_leaves_the_sum(concourse: Location) -> None:
 
 
 @pytest.mark.django_db
+def test_a_camera_joining_the_count_is_not_a_spike_but_a_later_surge_is(concourse: Location) -> None:
+    """A second camera installed at a place that had one: the count jumps from 20 to 45 because more of the place is
+    seen. That is not people arriving, so it must not page anyone as a SPIKE."""
+    north = camera(concourse, "North")
+    now = timezone.now()
+    read(concourse, north, 20, at=now - timedelta(seconds=20))
+    south = camera(concourse, "South")
+    read(concourse, south, 25, at=now - timedelta(seconds=15))
+    read(concourse, north, 21, at=now - timedelta(seconds=10))
+    assert fresh(concourse).current_count == 46
+    assert not Alert.objects.filter(kind="SPIKE").exists()
+    # People do arrive: 46 -> 66 within the window is a spike, judged from the joint count.
+    read(concourse, south, 45, at=now)
+    assert Alert.objects.filter(location=concourse, kind="SPIKE").exists()
+
+
+@pytest.mark.django_db
+def test_a_camera_enabled_again_brings_no_old_count_back(concourse: Location) -> None:
+    north, south = camera(concourse, "North"), camera(concourse, "South")
+    now = timezone.now()
+    read(concourse, north, 20, at=now - timedelta(minutes=10))
+    read(concourse, south, 30, at=now - timedelta(minutes=10))
+    Camera.objects.filter(pk=south.pk).update(enabled=False)
+    read(concourse, north, 21, at=now - timedelta(minutes=5))
+    Camera.objects.filter(pk=south.pk).update(enabled=True)
+    read(concourse, north, 22, at=now - timedelta(seconds=10))
+    assert fresh(concourse).current_count == 22  # not 22 + the 30 from before it was disabled
+    read(concourse, south, 31, at=now)
+    assert fresh(concourse).current_count == 53
+    assert not Alert.objects.filter(kind="SPIKE").exists()
+
+
+@pytest.mark.django_db
 def test_a_camera_gone_quiet_keeps_its_count_held(concourse: Location) -> None:
     north, south = camera(concourse, "North"), camera(concourse, "South")
     now = timezone.now()
@@ -244,6 +277,7 @@ def test_a_count_taken_a_moment_before_another_cameras_still_counts(concourse: L
     state = fresh(concourse)
     assert (state.current_count, state.last_reading_at) == (85, now)
     assert Alert.objects.filter(location=concourse, kind="OVERCROWDING").exists()
+    assert not Alert.objects.filter(kind="SPIKE").exists()  # 45 -> 85 only because the south side is now seen
 
 
 @pytest.mark.django_db

@@ -48,5 +48,10 @@ class Migration(migrations.Migration):
                 ('location', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='locations.location')),
             ],
         ),
+        migrations.AddField(
+            model_name='location',
+            name='cameras_changed_at',
+            field=models.DateTimeField(blank=True, editable=False, null=True),
+        ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]
