@@ -263,6 +263,20 @@ NOTIFICATIONS_ASYNC = config("NOTIFICATIONS_ASYNC", default=True, cast=bool)
 # Base URL used in notification texts to link back to the dashboard.
 SITE_URL = config("SITE_URL", default="http://localhost:8000")
 
+# --- Stored readings ------------------------------------------------------------------------------
+# Days a raw reading (CrowdLog) is kept: the run_alerts worker deletes older ones every hour (manage.py prune_readings
+# for a one-off). History charts read the per-minute snapshots, which are kept. 0: keep readings forever.
+# Parsed here rather than with cast=int: "-5", "1.5" or "ninety" must stop the start with this message, never be
+# taken as "keep forever" or "delete everything". At most 100 years, so that now - retention is a date.
+MAX_RETENTION_DAYS = 36500
+_retention_days = config("READING_RETENTION_DAYS", default="90").strip()
+if not (_retention_days.isdecimal() and int(_retention_days) <= MAX_RETENTION_DAYS):
+    raise ImproperlyConfigured(
+        f"READING_RETENTION_DAYS must be a whole number of days from 0 to {MAX_RETENTION_DAYS} (0 keeps readings "
+        f"forever), not {_retention_days!r}."
+    )
+READING_RETENTION_DAYS = int(_retention_days)
+
 # --- Detection ------------------------------------------------------------------------------------
 # A model name ultralytics can download (online) or a local path: a .pt file or an exported
 # *_openvino_model folder.
