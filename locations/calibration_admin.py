@@ -10,6 +10,7 @@ map on the camera, where the worker picks them up.
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,8 @@ from .services import MAX_COUNT
 
 if TYPE_CHECKING:
     from detection.counting.calibration import Calibration
+
+logger = logging.getLogger(__name__)
 
 MIN_FRAMES = 3  # calibrate_camera refuses fewer
 FIT_TIMEOUT = 180  # seconds; counting a few dozen frames with every mode takes well under a minute on a CPU
@@ -281,7 +284,14 @@ def fit(request: HttpRequest, site: admin.AdminSite, camera: Camera) -> HttpResp
     # cache is shared by every web process (Redis in production). The lock expires shortly after the fit's own
     # timeout, so one left behind by a web process killed mid-fit blocks the camera for minutes, not for good.
     lock = f"calibration-fit:{camera.pk}"
-    if not cache.add(lock, True, timeout=FIT_TIMEOUT + 30):
+    try:
+        locked: bool | None = cache.add(lock, True, timeout=FIT_TIMEOUT + 30)
+    except Exception:
+        # The cache (Redis) restarting must not keep an admin from calibrating a camera, nor answer 500: fit without
+        # the lock. A second click meanwhile could start a second fit; both fit the same frames.
+        logger.exception("Calibration fit of camera %s runs without its lock: the cache is unreachable", camera.pk)
+        locked = None
+    if locked is False:
         messages.warning(
             request,
             "A fit of this camera is already running (a second click, or another admin): its result is stored when "
@@ -291,7 +301,13 @@ def fit(request: HttpRequest, site: admin.AdminSite, camera: Camera) -> HttpResp
     try:
         run = run_calibrate_camera(camera, frames)
     finally:
-        cache.delete(lock)
+        if locked:
+            try:
+                cache.delete(lock)
+            except Exception:  # it expires by itself
+                logger.exception(
+                    "Calibration fit lock of camera %s left to expire: the cache is unreachable", camera.pk
+                )
     try:
         camera.refresh_from_db(fields=["counting_mode", "calibration"])
     except Camera.DoesNotExist:  # deleted by another admin while the fit ran: there is no page left to show

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.db import connection, connections
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -369,6 +370,25 @@ def test_fit_failure_is_an_admin_message_not_a_500(
     assert "Output of calibrate_camera" in text
     camera.refresh_from_db()
     assert camera.calibration == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fit_runs_while_the_cache_is_unreachable(
+    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Redis restarting: the fit's lock could not be taken and the page answered 500. Now the fit runs unlocked."""
+    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
+    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
+    for count in (3, 4, 5):
+        add_frame(camera, count=count)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{unused.getsockname()[1]}/0"
+    unreachable = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
+    with override_settings(CACHES=unreachable):
+        response = admin.post(url("_fit", camera.pk))
+    assert response.status_code == 200
+    assert "Calibration failed: Detection model" in response.content.decode()  # the fit ran, to its own end
 
 
 @pytest.mark.django_db(transaction=True)
