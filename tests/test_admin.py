@@ -274,6 +274,8 @@ SCALE = {"kind": "scale", "mode": "detect", "a": 1.5, "b": 0.0, "heldout_mae_bef
         ('{"kind": "isotonic", "x": ["a"], "y": ["b"]}', "'x' must be a number, not 'a'"),
         ('{"kind": "boxes", "boxes": 5}', "The box model (boxes) is damaged"),
         ('{"kind": "zzz"}', "Unknown calibration kind 'zzz'"),
+        # A typo in the mode: the map would never match the mode in use, and silently never apply.
+        ('{"kind": "scale", "mode": "detcet", "a": 1.5}', "Unknown counting mode 'detcet'"),
         ("[1, 2]", "A calibration is a JSON object"),
     ],
 )

@@ -583,6 +583,8 @@ def test_calibration_from_json_refuses_what_the_counter_cannot_apply() -> None:
         {"kind": "isotonic", "x": [1, 2], "y": [1]},
         {"kind": "isotonic", "x": ["a"], "y": ["b"]},
         {"kind": "zzz"},
+        {"kind": "scale", "a": 2.0, "mode": "detcet"},
+        {"kind": "scale", "a": 2.0, "mode": None},
         "scale",
     ):
         assert calib.Calibration.from_json(stored) is None, stored

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .modes import ENGINE_MODES
+
 KINDS = ("identity", "scale", "linear", "isotonic", "boxes")
 # A box model judges the detector's boxes down to this confidence: below it, boxes are almost never people.
 BOX_FLOOR = 0.01
@@ -144,7 +146,11 @@ class Calibration:
         kind = data.get("kind", "identity")
         if kind not in KINDS:
             raise CalibrationError(f"Unknown calibration kind {kind!r}: use one of {', '.join(KINDS)}.")
-        calibration = cls(kind=kind, mode=str(data.get("mode", "")))
+        mode = data.get("mode", "")
+        if mode not in ("", *ENGINE_MODES):
+            # A typo would never match the mode in use, so the map would silently never apply.
+            raise CalibrationError(f"Unknown counting mode {mode!r}: use one of {', '.join(ENGINE_MODES)}, or none.")
+        calibration = cls(kind=kind, mode=mode)
         if kind in ("scale", "linear"):
             return replace(calibration, a=_slope(data.get("a", 1.0)), b=_number(data.get("b", 0.0), "b"))
         if kind == "isotonic":

@@ -27,12 +27,11 @@ from ..detectors import Counter, CountResult, ModelUnavailable
 from ..yolo import PersonDetector, as_bgr, load_person_detector
 from .calibration import BoxModel, Calibration
 from .density import HOW_TO_SET, DensityEnsemble, DensityModel, load_density_model
+from .modes import ENGINE_MODES
 from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, mirror, pool_views, sliced_detect
 from .zones import Zone, boxes_inside, map_mask, parse_zone
 
 logger = logging.getLogger(__name__)
-
-ENGINE_MODES = ("auto", "detect", "density")
 
 
 # --- the scene decision (pure) ---------------------------------------------------------------------------------
