@@ -81,9 +81,18 @@ class LocationAlerts:
     def any_open(self) -> bool:
         return bool(self.open)
 
-    def evaluate(self, readings: Sequence[tuple[Sample, float]], now: datetime) -> None:
-        """Run the rules for each new newest reading of the location in turn: (sample, occupancy), oldest first."""
-        lowest = self._lowest_in_windows([sample.at for sample, _ in readings])
+    def evaluate(
+        self, readings: Sequence[tuple[Sample, float]], now: datetime, since: Sequence[datetime | None] | None = None
+    ) -> None:
+        """Run the rules for each new newest reading of the location in turn: (sample, occupancy), oldest first.
+
+        `since`, per reading: when a camera last joined the location's count as that reading was stored (default: the
+        location's `cameras_changed_at`). A camera joining later in the same write must not hide a surge before it.
+        """
+        times = [sample.at for sample, _ in readings]
+        if since is None:
+            since = [self.location.cameras_changed_at] * len(times)
+        lowest = self._lowest_in_windows(times, list(since))
         for (current, occupancy), low in zip(readings, lowest, strict=True):
             self._evaluate(current, occupancy, [low] if low is not None else [], now, fresh_data=True)
 
@@ -93,8 +102,9 @@ class LocationAlerts:
         was judged when it came, and may be long over) nor ends a STALE alert."""
         self._evaluate(current, occupancy, [], now, fresh_data=False)
 
-    def _lowest_in_windows(self, times: list[datetime]) -> list[Sample | None]:
-        """The lowest reading in the spike window ending at each time (the spike rule compares with it).
+    def _lowest_in_windows(self, times: list[datetime], since: list[datetime | None]) -> list[Sample | None]:
+        """The lowest reading in the spike window ending at each time, and after its `since` if any (the spike rule
+        compares with it).
 
         The database hands the readings of all the windows over in count order, a few at a time: the first one
         inside a window is that window's lowest, and usually the very first row answers every window. Sending every
@@ -105,9 +115,8 @@ class LocationAlerts:
             location=self.location, timestamp__gte=min(times) - window, timestamp__lte=max(times)
         )
         # Nothing up to a camera joining the count: it would make the larger count now seen look like a surge.
-        since = self.location.cameras_changed_at
-        if since is not None:
-            rows = rows.filter(timestamp__gt=since)
+        if None not in since:
+            rows = rows.filter(timestamp__gt=min(since))
         rows = rows.order_by("count", "timestamp").values_list("count", "timestamp")
         found: list[Sample | None] = [None] * len(times)
         start, size = 0, 8
@@ -115,7 +124,8 @@ class LocationAlerts:
             chunk = list(rows[start : start + size])
             for count, at in chunk:
                 for i, end in enumerate(times):
-                    if found[i] is None and end - window <= at <= end:
+                    after = since[i]
+                    if found[i] is None and end - window <= at <= end and (after is None or at > after):
                         found[i] = Sample(count, at)
             if len(chunk) < size:
                 break

@@ -115,6 +115,9 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
         cameras = set(Camera.objects.filter(pk__in=camera_ids).values_list("pk", flat=True))
         counted: dict[int, CameraCount] = {}  # the cameras' newest counts to store
         camera_news: list[bool] = []  # per fresh log: it is its camera's newest count
+        # Per fresh log: when a camera last joined its location's count, as of that reading (the spike rule compares
+        # only readings after it; a camera joining later in this call must not hide a surge before it).
+        joins: list[datetime | None] = []
         seen_until: dict[int, datetime] = {}  # per location, the newest reading time so far, stored or in this call
         keys = [reading.key for reading in readings if reading.key is not None]
         logs: dict[str, CrowdLog] = {log.reading_key: log for log in CrowdLog.objects.filter(reading_key__in=keys)}
@@ -154,6 +157,7 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             )
             fresh.append(log)
             camera_news.append(news)
+            joins.append(location.cameras_changed_at)
             results.append(log)
             if reading.key is not None:
                 logs[reading.key] = log
@@ -165,8 +169,9 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             update_fields=["location", "count", "at", "quality"],
         )
         _add_to_snapshots(fresh)
-        newest: dict[int, list[CrowdLog]] = {}  # per location, the new readings that became its newest in turn
-        for log, news in zip(fresh, camera_news, strict=True):
+        # Per location, the new readings that became its newest in turn, with when a camera last joined as of each.
+        newest: dict[int, list[tuple[CrowdLog, datetime | None]]] = {}
+        for log, news, joined_at in zip(fresh, camera_news, joins, strict=True):
             location = locations[log.location_id]
             # A camera's newest count is news about its location even when another camera of it counted a moment
             # later (the worker samples cameras in parallel): the sum it makes is the location's current count.
@@ -175,7 +180,7 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 location.occupancy_percentage = log.occupancy_percentage
                 location.density_level = log.density_level
                 location.last_reading_at = max(log.timestamp, location.last_reading_at or log.timestamp)
-                newest.setdefault(location.pk, []).append(log)
+                newest.setdefault(location.pk, []).append((log, joined_at))
         for location_id, logs_in_turn in newest.items():
             location = locations[location_id]
             location.save(
@@ -188,7 +193,11 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 ]
             )
             alerts = LocationAlerts(location)
-            alerts.evaluate([(Sample(log.count, log.timestamp), log.occupancy_percentage) for log in logs_in_turn], now)
+            alerts.evaluate(
+                [(Sample(log.count, log.timestamp), log.occupancy_percentage) for log, _ in logs_in_turn],
+                now,
+                [joined_at for _, joined_at in logs_in_turn],
+            )
             # The alert flag of the broadcast, as the rules just left it (saves a query per location).
             location.has_open_alert = alerts.any_open
             transaction.on_commit(lambda location=location: broadcast_location(location))

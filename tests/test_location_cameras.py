@@ -300,3 +300,22 @@ def test_each_reading_keeps_what_its_camera_counted(concourse: Location) -> None
     assert (alone.count, alone.camera_count) == (45, 45)
     assert (summed.count, summed.camera_count) == (85, 40)
     assert record_reading(concourse, 30, source="api").camera_count == 30
+
+
+@pytest.mark.django_db
+def test_a_surge_written_together_with_a_camera_joining_after_it_is_still_a_spike(concourse: Location) -> None:
+    """The worker writes what its cameras counted since its last write together: a surge on the north side and,
+    a moment later, a new south camera's first count. Only the south camera's joining is not a spike."""
+    north = camera(concourse, "North")
+    now = timezone.now()
+    read(concourse, north, 20, at=now - timedelta(seconds=15))  # the north camera joins
+    read(concourse, north, 20, at=now - timedelta(seconds=10))
+    south = camera(concourse, "South")
+    record_readings(
+        [
+            NewReading(concourse.pk, 40, "camera", north.pk, now - timedelta(seconds=5)),  # 20 -> 40: people came
+            NewReading(concourse.pk, 10, "camera", south.pk, now - timedelta(seconds=4)),
+        ]
+    )
+    assert fresh(concourse).current_count == 50
+    assert Alert.objects.filter(location=concourse, kind="SPIKE").exists()
