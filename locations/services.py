@@ -110,9 +110,15 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 raise Location.DoesNotExist(f"Location {location_id} does not exist.")
         parts = _camera_parts(ids)
         # A camera deleted since it counted: its reading is still stored (never lose a reading), without the camera,
-        # rather than fail the whole write on the foreign key at commit.
+        # rather than fail the whole write on the foreign key at commit. Each camera's location and whether it is
+        # enabled, as they are now: one deleted, disabled or moved elsewhere is no longer part of the sum.
         camera_ids = {reading.camera_id for reading in readings if reading.camera_id is not None}
-        cameras = set(Camera.objects.filter(pk__in=camera_ids).values_list("pk", flat=True))
+        cameras = {
+            pk: (location_id, enabled)
+            for pk, location_id, enabled in Camera.objects.filter(pk__in=camera_ids).values_list(
+                "pk", "location_id", "enabled"
+            )
+        }
         counted: dict[int, CameraCount] = {}  # the cameras' newest counts to store
         camera_news: list[bool] = []  # per fresh log: it is its camera's newest count
         # Per fresh log: when a camera last joined its location's count, as of that reading (the spike rule compares
@@ -134,9 +140,11 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             camera_id = reading.camera_id if reading.camera_id in cameras else None
             count, details, news = reading.count, reading.details or {}, False
             latest = max(timestamp, seen_until.get(location.pk) or location.last_reading_at or timestamp)
-            if camera_id is not None:
+            if reading.camera_id is not None:
                 known = parts.setdefault(location.pk, {})
-                count, details, news, joined = _add_camera(known, reading, timestamp, location, counted)
+                # Not `camera_id`: a deleted camera's reading is still one camera's part, not the whole location's.
+                counts_here = cameras.get(reading.camera_id) == (location.pk, True)
+                count, details, news, joined = _add_camera(known, reading, timestamp, location, counted, counts_here)
                 if joined:
                     # The count grows because more of the place is seen, not because people came: the spike rule
                     # compares only readings after this one and any the location already has (Location field).
@@ -232,18 +240,21 @@ def _add_camera(
     at: datetime,
     location: Location,
     counted: dict[int, CameraCount],
+    counts_here: bool = True,
 ) -> tuple[int, dict[str, Any], bool, bool]:
     """The location's count and the reading's details once a camera's count joins its location's other cameras',
     whether it is the camera's newest count, and whether the camera joins the sum with it (new, moved here or
     enabled again).
 
     Updates `parts` (and `counted`, the rows to store) unless the camera has counted since `at` (a late reading: it is
-    summed with the others as they stand, but does not replace the camera's newer count).
+    summed with the others as they stand, but does not replace the camera's newer count), or unless it no longer
+    `counts_here` (deleted, disabled or moved elsewhere since it counted: its reading, taken while it was part of the
+    location, is summed with the others as they stand, but does not bring the camera back into the sum).
     """
     details = reading.details or {}
     part = CameraPart(reading.camera_id, reading.count, at, details.get("quality"))
     previous = parts.get(part.camera_id)
-    news = previous is None or at >= previous.at
+    news = counts_here and (previous is None or at >= previous.at)
     if news:
         parts[part.camera_id] = part
         counted[part.camera_id] = CameraCount(
@@ -251,7 +262,8 @@ def _add_camera(
         )
     others = [other for camera_id, other in parts.items() if camera_id != part.camera_id]
     if not others:
-        return reading.count, details, news, previous is None  # the location's only camera: its count is the location's
+        # the location's only camera: its count is the location's
+        return reading.count, details, news, counts_here and previous is None
     total = combine([part, *others], at, location.stale_after)
     # Compact (a stadium may have dozens of cameras in one location): each camera's count, and which are held.
     details = {**details, "cameras": total.cameras, "held": total.held, "camera_quality": part.quality}
@@ -259,7 +271,7 @@ def _add_camera(
         details.pop("quality", None)
     else:
         details["quality"] = total.quality
-    return total.count, details, news, previous is None
+    return total.count, details, news, counts_here and previous is None
 
 
 def refresh_location(location: Location) -> None:

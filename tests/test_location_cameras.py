@@ -319,3 +319,42 @@ def test_a_surge_written_together_with_a_camera_joining_after_it_is_still_a_spik
     )
     assert fresh(concourse).current_count == 50
     assert Alert.objects.filter(location=concourse, kind="SPIKE").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the foreign key is checked at commit
+def test_a_reading_from_a_camera_deleted_meanwhile_is_not_the_whole_locations_count(concourse: Location) -> None:
+    """The worker was counting the south camera when an admin deleted it: its last reading is not a sensor total
+    pushed over the API, and must not make the location look as empty as that one camera's view."""
+    north, south = camera(concourse, "North"), camera(concourse, "South")
+    now = timezone.now()
+    read(concourse, north, 70, at=now - timedelta(seconds=2))
+    read(concourse, south, 10, at=now - timedelta(seconds=1))
+    south_id = south.pk
+    south.delete()
+    log = record_reading(concourse, 12, source="camera", camera_id=south_id, at=now)
+    assert log.camera_id is None
+    assert log.count == 82  # what the place held when the south camera counted: its 12 and the north side's 70
+    assert fresh(concourse).current_count == 82
+    assert not CameraCount.objects.filter(camera_id=south_id).exists()
+    read(concourse, north, 71)
+    assert fresh(concourse).current_count == 71  # the deleted camera is out of the sum from then on
+
+
+@pytest.mark.django_db
+def test_a_reading_from_a_camera_disabled_meanwhile_does_not_join_the_count_again(concourse: Location) -> None:
+    """Disabling a camera takes it out of the sum; a reading it took just before (in flight, or spooled) is stored
+    with the sum as it stood, but does not bring the camera back into the count nor reset the spike window."""
+    north, south = camera(concourse, "North"), camera(concourse, "South")
+    now = timezone.now()
+    read(concourse, north, 20, at=now - timedelta(seconds=30))
+    read(concourse, south, 10, at=now - timedelta(seconds=29))
+    Camera.objects.filter(pk=south.pk).update(enabled=False)
+    read(concourse, north, 20, at=now - timedelta(seconds=20))
+    joined = fresh(concourse).cameras_changed_at
+    late = read(concourse, south, 11, at=now - timedelta(seconds=19))
+    assert late.camera_id == south.pk and late.count == 31
+    assert fresh(concourse).cameras_changed_at == joined
+    assert not CameraCount.objects.filter(camera=south).exists()
+    read(concourse, north, 40, at=now - timedelta(seconds=10))  # 20 -> 40: people came
+    assert fresh(concourse).current_count == 40  # not 40 + the disabled camera's 11
+    assert Alert.objects.filter(location=concourse, kind="SPIKE").exists()
