@@ -177,8 +177,9 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             update_fields=["location", "count", "at", "quality"],
         )
         _add_to_snapshots(fresh)
-        # Per location, the new readings that became its newest in turn, with when a camera last joined as of each.
-        newest: dict[int, list[tuple[CrowdLog, datetime | None]]] = {}
+        # Per location, the new readings that became its newest in turn (sample, occupancy), with when a camera last
+        # joined as of each.
+        newest: dict[int, list[tuple[Sample, float, datetime | None]]] = {}
         for log, news, joined_at in zip(fresh, camera_news, joins, strict=True):
             location = locations[log.location_id]
             # A camera's newest count is news about its location even when another camera of it counted a moment
@@ -188,7 +189,11 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
                 location.occupancy_percentage = log.occupancy_percentage
                 location.density_level = log.density_level
                 location.last_reading_at = max(log.timestamp, location.last_reading_at or log.timestamp)
-                newest.setdefault(location.pk, []).append((log, joined_at))
+                # Judged as of the location's newest reading: a camera's count taken before it (even long before: a
+                # spooled one) is summed with the other cameras' counts as they stand then, so comparing that sum with
+                # the location's counts around its own older time would see a surge in the crowd's slow growth.
+                sample = Sample(log.count, location.last_reading_at)
+                newest.setdefault(location.pk, []).append((sample, log.occupancy_percentage, joined_at))
         for location_id, logs_in_turn in newest.items():
             location = locations[location_id]
             location.save(
@@ -202,9 +207,9 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             )
             alerts = LocationAlerts(location)
             alerts.evaluate(
-                [(Sample(log.count, log.timestamp), log.occupancy_percentage) for log, _ in logs_in_turn],
+                [(sample, occupancy) for sample, occupancy, _ in logs_in_turn],
                 now,
-                [joined_at for _, joined_at in logs_in_turn],
+                [joined_at for _, _, joined_at in logs_in_turn],
             )
             # The alert flag of the broadcast, as the rules just left it (saves a query per location).
             location.has_open_alert = alerts.any_open

@@ -358,3 +358,22 @@ def test_a_reading_from_a_camera_disabled_meanwhile_does_not_join_the_count_agai
     read(concourse, north, 40, at=now - timedelta(seconds=10))  # 20 -> 40: people came
     assert fresh(concourse).current_count == 40  # not 40 + the disabled camera's 11
     assert Alert.objects.filter(location=concourse, kind="SPIKE").exists()
+
+
+@pytest.mark.django_db
+def test_a_cameras_spooled_count_flushed_late_is_not_a_spike(concourse: Location) -> None:
+    """The south camera's worker lost the database for ten minutes while the north camera's went on: the crowd grew
+    slowly from 20 to 60. South's spooled count from then is its newest and joins the sum as it stands now (60), but
+    comparing that with what the place held ten minutes ago (20) is no surge."""
+    north, south = camera(concourse, "North"), camera(concourse, "South")
+    now = timezone.now()
+    read(concourse, north, 10, at=now - timedelta(seconds=610))
+    read(concourse, south, 10, at=now - timedelta(seconds=600))
+    read(concourse, north, 10, at=now - timedelta(seconds=595))  # 20
+    read(concourse, north, 30, at=now - timedelta(seconds=300))  # 40, five minutes later
+    read(concourse, north, 50, at=now - timedelta(seconds=5))  # 60, five minutes later
+    assert not Alert.objects.filter(kind="SPIKE").exists()
+    spooled = read(concourse, south, 10, at=now - timedelta(seconds=590))
+    assert spooled.count == 60
+    assert fresh(concourse).current_count == 60
+    assert not Alert.objects.filter(kind="SPIKE").exists()
