@@ -377,3 +377,46 @@ def test_a_cameras_spooled_count_flushed_late_is_not_a_spike(concourse: Location
     assert spooled.count == 60
     assert fresh(concourse).current_count == 60
     assert not Alert.objects.filter(kind="SPIKE").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # migrates the test database back and forth
+def test_the_upgrade_to_summed_cameras_does_not_page_a_spike() -> None:
+    """Before the upgrade a location's count was whichever camera counted last (45, 40, 45, ...). The first reading
+    after it is the sum (86): more of the place is seen, nobody came. Readings spooled during the deploy are flushed
+    within the spike window of those from before it."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("locations", "0006_location_setting_seconds_limit")], [("locations", "0007_camera_count")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    now = timezone.now()
+    place = old.get_model("locations", "Location").objects.create(
+        name="Concourse", capacity_limit=200, expected_interval_seconds=5, last_reading_at=now - timedelta(seconds=5)
+    )
+    cams = [
+        old.get_model("locations", "Camera").objects.create(location=place, name=name, source="/dev/null")
+        for name in ("North", "South")
+    ]
+    old.get_model("locations", "CrowdLog").objects.bulk_create(
+        old.get_model("locations", "CrowdLog")(
+            location=place,
+            camera=cams[i % 2],
+            source="camera",
+            count=(45, 40)[i % 2],
+            capacity_limit=200,
+            occupancy_percentage=(22.5, 20.0)[i % 2],
+            density_level="LOW",
+            timestamp=now - timedelta(seconds=5 * (6 - i)),
+        )
+        for i in range(6)
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    log = record_reading(Location.objects.get(pk=place.pk), 46, source="camera", camera_id=cams[0].pk, at=now)
+    assert log.count == 86
+    assert not Alert.objects.filter(kind="SPIKE").exists()

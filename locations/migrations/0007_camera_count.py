@@ -2,6 +2,7 @@
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.models import F
 
 
 def backfill(apps, schema_editor):
@@ -10,6 +11,8 @@ def backfill(apps, schema_editor):
     Camera = apps.get_model("locations", "Camera")
     CrowdLog = apps.get_model("locations", "CrowdLog")
     CameraCount = apps.get_model("locations", "CameraCount")
+    Location = apps.get_model("locations", "Location")
+    counted = {}  # location id -> how many of its cameras have a count
     for camera in Camera.objects.all():
         log = (
             CrowdLog.objects.filter(location_id=camera.location_id, camera_id=camera.pk)
@@ -24,6 +27,12 @@ def backfill(apps, schema_editor):
                 at=log.timestamp,
                 quality=(log.details or {}).get("quality"),
             )
+            counted[camera.location_id] = counted.get(camera.location_id, 0) + 1
+    # Where several cameras counted, the location's count becomes their sum with the next reading: more of the place
+    # is seen, nobody came. As when a camera joins the count, the spike rule must not compare that sum with the
+    # readings from before (readings spooled during the upgrade come within the spike window of those).
+    several = [location_id for location_id, cameras in counted.items() if cameras > 1]
+    Location.objects.filter(pk__in=several).update(cameras_changed_at=F("last_reading_at"))
 
 
 class Migration(migrations.Migration):
