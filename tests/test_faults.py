@@ -126,6 +126,81 @@ def test_memory_spool_has_the_same_behaviour() -> None:
     assert spool.flush(lambda reading: None) == 2 and spool.depth() == 0
 
 
+def fill_the_disk(spool: Spool) -> None:
+    """The spool file may not grow by a page: SQLite then answers "database or disk is full", as on a full disk."""
+    (pages,) = spool._db.execute("PRAGMA page_count").fetchone()
+    spool._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def bulky(key: str, offset: float = 0.0) -> PendingReading:
+    reading = pending(key, offset=offset)
+    reading.details = {"boxes": [[1, 2, 3, 4, 0.5]] * 400}  # a crowded frame: more than a page
+    return reading
+
+
+def test_a_full_spool_disk_keeps_readings_in_memory_in_order(tmp_path: Path) -> None:
+    """The database down and the spool's disk full: each reading used to be lost ("database or disk is full" out of
+    the writer). Now they wait in memory, behind those in the file, and are written in order, once."""
+    spool = Spool(tmp_path, max_items=100)
+    spool.append(bulky("k0"))
+    fill_the_disk(spool)
+    for i in range(1, 4):
+        spool.append(bulky(f"k{i}", offset=i))
+    spool.append(bulky("k2"))  # the same key again: kept once
+    assert spool.depth() == 4
+    written: list[str] = []
+    assert spool.flush(lambda reading: written.append(reading.key)) == 4
+    assert written == ["k0", "k1", "k2", "k3"] and spool.depth() == 0
+    spool._db.execute("PRAGMA max_page_count = 1000000")  # space again: the file takes readings again
+    spool.append(bulky("k4"))
+    assert spool._db.execute("SELECT reading_key FROM readings").fetchall() == [("k4",)]
+
+
+def test_readings_in_memory_are_put_in_the_file_when_the_worker_stops(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_items=100)
+    fill_the_disk(spool)
+    spool.append(bulky("k0"))
+    spool._db.execute("PRAGMA max_page_count = 1000000")
+    spool.close()
+    assert [r.key for r in Spool(tmp_path).peek()] == ["k0"]  # for the next worker started on this host
+
+
+class RefusingDeletes:
+    """A spool connection on a disk so full that even a DELETE (which writes to the journal) fails."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.full = db, True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self.full and sql.startswith("DELETE"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def test_a_spool_that_cannot_delete_what_it_wrote_does_not_hold_the_flush_up(tmp_path: Path) -> None:
+    """Each spooled reading is written once and the spool empties, so live readings are written again at once
+    (the worker writes directly only with an empty spool); the rows go from the file when it has room."""
+    spool = Spool(tmp_path, max_items=100)
+    for i in range(3):
+        spool.append(pending(f"k{i}", offset=i))
+    spool._db = RefusingDeletes(spool._db)  # type: ignore[assignment]
+    written: list[str] = []
+    assert spool.flush(lambda reading: written.append(reading.key)) == 3
+    assert spool.flush(lambda reading: written.append(reading.key)) == 0
+    assert written == ["k0", "k1", "k2"] and spool.depth() == 0
+    spool._db.full = False  # type: ignore[attr-defined]
+    spool.append(pending("k3", offset=3))
+    assert spool.flush(lambda reading: written.append(reading.key)) == 1
+    assert spool._db.execute("SELECT COUNT(*) FROM readings").fetchone() == (0,)
+
+
 # --- PostgreSQL restarting under a worker process ------------------------------------------------------------------
 
 
