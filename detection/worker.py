@@ -314,7 +314,13 @@ class DetectionWorker:
                         feed.retired = True
                         self._retired.append(feed)
                 for key, feed in wanted.items():
-                    self.feeds.setdefault(key, feed)
+                    kept = self.feeds.setdefault(key, feed)
+                    if kept.location_id != feed.location_id:
+                        # A camera moved to another location (same camera, same source, so the same key): its readings
+                        # belong there from now on. Kept as it is, it went on counting for the old location until a
+                        # restart, and the place it now watches never counted its people.
+                        kept.location_id = feed.location_id
+                        kept.location_name = feed.location_name
         for feed in self.feeds.values():
             if feed.camera_id is not None and now - feed.profile_loaded_at >= PROFILE_REFRESH_SECONDS:
                 try:

@@ -431,3 +431,29 @@ def test_a_reading_that_cannot_be_stored_costs_only_itself(counter: YoloCounter)
     assert worker.run(cycles=3) == 3
     assert CrowdLog.objects.filter(location=kept).count() == 3
     assert worker.metrics.stats()["errors"] == 3
+
+
+@needs_model
+@pytest.mark.django_db(transaction=True)
+def test_a_camera_moved_to_another_location_counts_there_without_a_restart(
+    counter: YoloCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin moves a camera to the place it now watches: the running worker's next readings go there. They used to
+    go on to the old location for as long as the worker ran, so the new place never counted the camera's people (and
+    the old one stayed live, counting people it no longer sees)."""
+    monkeypatch.setattr("detection.worker.FEEDS_REFRESH_SECONDS", 0.0)  # re-read the cameras every pass
+    old = Location.objects.create(name="Old hall", capacity_limit=50)
+    new = Location.objects.create(name="New hall", capacity_limit=50)
+    camera = Camera.objects.create(location=old, name="cam", source=str(BUS))
+    worker = DetectionWorker(counter, camera_feeds, interval=0.05, stop=threading.Event(), report=lambda _: None)
+    worker.run(cycles=2)
+    assert CrowdLog.objects.filter(location=old, camera=camera).count() == 2
+
+    camera.location = new
+    camera.save()
+    worker.run(cycles=worker.cycles + 2)
+    newest = CrowdLog.objects.filter(camera=camera).order_by("-timestamp").first()
+    assert newest is not None and newest.location_id == new.pk
+    assert CrowdLog.objects.filter(location=old).count() == 2
+    new.refresh_from_db()
+    assert new.current_count == 4
