@@ -196,3 +196,12 @@ class CrowdConsumer(AsyncJsonWebsocketConsumer):
             alerts = alerts.filter(location_id=location_id)
         states = [crowd_update(location) for location in with_alert_flag(locations).order_by("name")]
         return states + [alert_update(alert) for alert in alerts.order_by("triggered_at")]
+
+
+class NoRouteConsumer(AsyncJsonWebsocketConsumer):
+    """Any socket path without a route (a mistyped URL, `/ws/crowd/abc/`): refused before the handshake completes,
+    which the server answers 403, as it does an unknown location. Without it Channels' router raised ValueError ("No
+    route found for path") and the server answered 500 with a traceback for what is bad input."""
+
+    async def connect(self) -> None:
+        await self.close()

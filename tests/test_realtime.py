@@ -304,6 +304,29 @@ def test_handshakes_refused_for_anonymous_foreign_origin_and_unknown_location(
     assert accepted == no_data_state(gate)
 
 
+def test_a_path_with_no_websocket_route_is_refused_not_a_server_error(
+    live_asgi_server: LiveAsgiServer, operator: Any, session_cookie_for: Callable[[Any], str]
+) -> None:
+    """A mistyped socket URL (a location id that is not a number, a path that does not exist) is bad input: refused
+    like an unknown location, not answered 500 with a traceback in the server log ("No route found for path")."""
+    sessionid = session_cookie_for(operator)
+    paths = ["/ws/crowd/abc/", "/ws/crowd/1/extra/", "/ws/nothing-here/", "/ws/crowd"]
+
+    async def attempt(path: str, cookie: str | None) -> Any:
+        try:
+            async with ws_connect(live_asgi_server, path, cookie) as ws:
+                return await asyncio.wait_for(ws.recv(), DELIVERY_TIMEOUT)  # accepted: should not happen
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    async def scenario() -> list[Any]:
+        return [await attempt(path, cookie) for path in paths for cookie in (sessionid, None)]
+
+    outcomes = asyncio.run(scenario())
+    cases = [(path, cookie) for path in paths for cookie in ("session", None)]
+    assert outcomes == [403] * len(cases), list(zip(cases, outcomes, strict=True))
+
+
 # --- robustness -----------------------------------------------------------------------------------------------------
 
 
