@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import URLPattern
 from django.utils import timezone
@@ -9,9 +10,42 @@ from .models import Camera, CrowdLog, DensitySnapshot, Location
 from .services import refresh_location
 
 
+class CameraInlineFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        """Refuse a rename the save would fail on: rows are saved from the top, one at a time, so a camera may not take
+        a name that a camera of a later row still holds (swapping two names). The database's unique (location, name)
+        constraint then failed mid-save and the page answered 500; a name given up by an earlier row is free."""
+        super().clean()
+        if self.instance.pk is None:
+            return
+        stored = dict(Camera.objects.filter(location=self.instance).values_list("pk", "name"))
+        holder = {name: pk for pk, name in stored.items()}  # each name's camera, as the rows saved so far leave them
+        for form in self.initial_forms:
+            pk = form.instance.pk
+            if pk not in stored or not hasattr(form, "cleaned_data"):
+                continue
+            if self.can_delete and self._should_delete_form(form):
+                holder.pop(stored[pk], None)
+                continue
+            name = form.cleaned_data.get("name")
+            if not name or name == stored[pk]:
+                continue
+            other = holder.get(name)
+            if other is not None and other != pk:
+                form.add_error(
+                    "name",
+                    f"'{name}' is still the name of camera {other} here when this row is saved (rows are saved from "
+                    "the top): rename that camera in a row above this one, or in a separate save first.",
+                )
+                continue
+            holder.pop(stored[pk], None)
+            holder[name] = pk
+
+
 class CameraInline(admin.TabularInline):
     model = Camera
     form = CameraForm  # the source's password is never shown
+    formset = CameraInlineFormSet
     extra = 0
     fields = ["name", "source", "enabled", "status", "last_seen_at"]
     readonly_fields = ["status", "last_seen_at"]

@@ -320,3 +320,39 @@ def test_a_calibration_the_counter_can_apply_is_saved(
     assert response.status_code == 302, response.content
     camera.refresh_from_db()
     assert camera.calibration == calibration
+
+
+def camera_rows(location: Location, names: dict[int, str]) -> dict[str, str]:
+    """The location page's camera rows as posted, each camera (by id) under the name given in `names`."""
+    cameras = list(location.cameras.order_by("pk"))
+    data = {"cameras-TOTAL_FORMS": str(len(cameras)), "cameras-INITIAL_FORMS": str(len(cameras))}
+    for i, camera in enumerate(cameras):
+        data |= {
+            f"cameras-{i}-id": str(camera.pk),
+            f"cameras-{i}-location": str(location.pk),
+            f"cameras-{i}-name": names.get(camera.pk, camera.name),
+            f"cameras-{i}-source": camera.source,
+            f"cameras-{i}-enabled": "on",
+        }
+    return data
+
+
+@pytest.mark.django_db
+def test_swapping_two_camera_names_on_the_location_page_is_a_form_error_not_a_500(admin_client: Client) -> None:
+    """The rows are saved one after the other, so the first renamed camera took a name the second still held: the
+    database's unique (location, name) constraint failed and the page answered 500."""
+    location = Location.objects.create(name="Concourse", capacity_limit=100)
+    kerb = Camera.objects.create(location=location, name="kerb", source="/data/kerb")
+    shelter = Camera.objects.create(location=location, name="shelter", source="/data/shelter")
+    url = reverse("admin:locations_location_change", args=[location.pk])
+
+    data = location_form_data(location) | camera_rows(location, {kerb.pk: "shelter", shelter.pk: "kerb"})
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "still the name of camera" in response.content.decode()
+    assert sorted(location.cameras.values_list("pk", "name")) == [(kerb.pk, "kerb"), (shelter.pk, "shelter")]
+
+    # A name given up by a row saved before it is free: that order of renames works as before.
+    data = location_form_data(location) | camera_rows(location, {kerb.pk: "platform", shelter.pk: "kerb"})
+    assert admin_client.post(url, data).status_code == 302
+    assert sorted(location.cameras.values_list("pk", "name")) == [(kerb.pk, "platform"), (shelter.pk, "kerb")]
