@@ -187,6 +187,9 @@ def test_matrix_covers_every_api_operation_and_route() -> None:
         if kind == "api"
     }
     assert documented - covered == set()
+    from dashboard.consumers import NoRouteConsumer
     from dashboard.routing import websocket_urlpatterns
 
-    assert len(websocket_urlpatterns) == 2
+    *routes, refused = websocket_urlpatterns
+    assert len(routes) == 2  # both in the matrix; every other path is refused by the last one
+    assert refused.callback.consumer_class is NoRouteConsumer
