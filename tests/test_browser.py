@@ -529,6 +529,35 @@ def test_alert_log_filters_and_live_rows(open_page: Callable, off_loop: Callable
     assert not unexpected, unexpected
 
 
+def test_an_alert_raised_while_the_log_loads_stays_in_it(
+    open_page: Callable, off_loop: Callable, operator: Any
+) -> None:
+    """The log's query answered before an alert was raised but arrived after its live message: the answer replaced
+    the rows, and the new alert vanished from the log (the banner had announced it) until a reload."""
+    north = place("North Plaza", capacity=100)
+    record_reading(north, 90, source="api")
+    watched = open_page(operator, "/alerts/")
+    page = watched.page
+    wait_live(page)
+    log = page.locator("#alert-log")
+    expect(log.locator(".alert-item")).to_have_count(1)
+
+    east = off_loop(place, "East Plaza", capacity=10, lat=51.45)
+
+    def answer_from_before_the_alert(route: Any) -> None:
+        before = route.fetch()  # the server answers now, without the alert
+        off_loop(record_reading, east, 9, source="api")
+        expect(page.locator("#alert-banner")).to_contain_text("East Plaza")  # its live message has been handled
+        route.fulfill(response=before)
+
+    page.route(re.compile(r"/api/alerts/\?page_size=50&kind="), answer_from_before_the_alert)
+    page.get_by_label("Kind").select_option("OVERCROWDING")
+    expect(page.locator("#alerts-summary")).to_have_text("Showing 2 of 2 alerts")
+    east_alert = off_loop(Alert.objects.get, location=east, kind="OVERCROWDING")
+    expect(log.locator(f"#alert-{east_alert.pk}")).to_be_visible()
+    assert not watched.errors, watched.errors
+
+
 BUS_BOXES = [[221, 407, 342, 856, 0.89], [52, 398, 246, 904, 0.88], [668, 392, 810, 880, 0.86], [0, 550, 64, 873, 0.6]]
 
 

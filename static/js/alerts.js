@@ -13,6 +13,7 @@
   let next = null;
   let total = 0;
   let generation = 0; // answers to an older query are dropped
+  let arrived = new Set(); // ids of alerts raised live while the current query ran
 
   function readUrl() {
     const params = new URLSearchParams(window.location.search);
@@ -71,6 +72,7 @@
 
   function load() {
     const mine = ++generation;
+    arrived = new Set();
     filters = readForm();
     error.hidden = true;
     more.hidden = true;
@@ -89,6 +91,15 @@
         total = res.body.count;
         next = res.body.next;
         add(res.body.results);
+        // An alert raised while the query ran, newer than its answer: the answer does not hold it (the newest come
+        // first), so it would vanish from the log with the rows the answer replaces.
+        const answered = new Set(res.body.results.map((alert) => alert.id));
+        arrived.forEach(function (id) {
+          const alert = CM.alerts.get(id);
+          if (answered.has(id) || !alert || !matches(alert)) return;
+          CM.placeAlert(list, CM.renderAlert(alert));
+          total++;
+        });
         renderSummary();
       })
       .catch(function () {
@@ -150,6 +161,7 @@
 
   // Live: rows change in place; a new alert that matches the filters appears at the top.
   CM.onAlert(function (alert, isNew) {
+    if (isNew) arrived.add(alert.id);
     const existing = document.getElementById("alert-" + alert.id);
     if (!existing && !isNew) return;
     if (!matches(alert)) {
