@@ -700,6 +700,10 @@ def test_a_location_seen_by_several_cameras_shows_what_each_adds(
     off_loop(record_reading, hall, 25, source="camera", camera_id=south.pk)
     expect(card(page, hall).locator(".current-count")).to_have_text("37", timeout=LIVE)
     expect(parts).to_have_text("Count = sum of cameras: North doors 12 + South doors 25", timeout=5000)
+    # A camera renamed in admin: the camera picker follows without a reload.
+    off_loop(Camera.objects.filter(pk=south.pk).update, name="South gate")
+    off_loop(record_reading, hall, 26, source="camera", camera_id=south.pk)
+    expect(page.locator("#camera-select option")).to_have_text(["North doors", "South gate"], timeout=5000)
     assert not watched.errors, watched.errors
 
 

@@ -239,7 +239,10 @@
         if (!list.length) return;
         if (!selected()) selectedId = list[0].id;
         select.hidden = list.length < 2;
-        if (list.length > 1 && select.options.length !== list.length) {
+        // Rebuilt when a camera is added, removed or renamed (not on every refresh: an open dropdown would close).
+        const options = list.map((c) => c.id + ":" + c.name).join("\n");
+        if (list.length > 1 && select.dataset.options !== options) {
+          select.dataset.options = options;
           select.textContent = "";
           list.forEach((c) => select.append(CM.el("option", { value: c.id, text: c.name })));
         }
