@@ -108,11 +108,12 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
         for location_id in ids:
             if location_id not in locations:
                 raise Location.DoesNotExist(f"Location {location_id} does not exist.")
-        parts = _camera_parts(ids)
+        # Only for camera readings: a write of readings pushed over the API costs no query for cameras.
+        camera_ids = {reading.camera_id for reading in readings if reading.camera_id is not None}
+        parts = _camera_parts(ids) if camera_ids else {}
         # A camera deleted since it counted: its reading is still stored (never lose a reading), without the camera,
         # rather than fail the whole write on the foreign key at commit. Each camera's location and whether it is
         # enabled, as they are now: one deleted, disabled or moved elsewhere is no longer part of the sum.
-        camera_ids = {reading.camera_id for reading in readings if reading.camera_id is not None}
         cameras = {
             pk: (location_id, enabled)
             for pk, location_id, enabled in Camera.objects.filter(pk__in=camera_ids).values_list(
@@ -245,7 +246,7 @@ def _add_camera(
     at: datetime,
     location: Location,
     counted: dict[int, CameraCount],
-    counts_here: bool = True,
+    counts_here: bool,
 ) -> tuple[int, dict[str, Any], bool, bool]:
     """The location's count and the reading's details once a camera's count joins its location's other cameras',
     whether it is the camera's newest count, and whether the camera joins the sum with it (new, moved here or
