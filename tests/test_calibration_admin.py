@@ -354,15 +354,19 @@ def test_a_hand_edited_fit_report_is_shown_as_written(admin: Client, camera: Cam
     assert "scale: count = 2.000 * raw" in text and "x before → 0.00 after" in text
 
 
-@pytest.mark.django_db(transaction=True)
-def test_fit_failure_is_an_admin_message_not_a_500(
-    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The real command in its subprocess, with a model that does not exist: its own message reaches the page."""
+@pytest.fixture
+def labelled_without_model(camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Three labelled frames, and a fit's calibrate_camera subprocess that sees the test database and a model that
+    does not exist: the real command runs, and fails in its own words."""
     monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
     monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
     for count in (3, 4, 5):
         add_frame(camera, count=count)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fit_failure_is_an_admin_message_not_a_500(admin: Client, camera: Camera, labelled_without_model: None) -> None:
+    """The real command in its subprocess, with a model that does not exist: its own message reaches the page."""
     response = admin.post(url("_fit", camera.pk))
     assert response.status_code == 200
     text = response.content.decode()
@@ -373,14 +377,8 @@ def test_fit_failure_is_an_admin_message_not_a_500(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fit_runs_while_the_cache_is_unreachable(
-    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_fit_runs_while_the_cache_is_unreachable(admin: Client, camera: Camera, labelled_without_model: None) -> None:
     """Redis restarting: the fit's lock could not be taken and the page answered 500. Now the fit runs unlocked."""
-    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
-    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
-    for count in (3, 4, 5):
-        add_frame(camera, count=count)
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         dead = f"redis://127.0.0.1:{unused.getsockname()[1]}/0"
@@ -393,14 +391,10 @@ def test_fit_runs_while_the_cache_is_unreachable(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_camera_deleted_while_it_is_fitted_is_a_message_not_a_500(
-    admin: Client, camera: Camera, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    admin: Client, camera: Camera, labelled_without_model: None
 ) -> None:
     """Another admin deletes the camera while calibrate_camera runs: the fit's page used to re-read the camera
     afterwards, which raised Camera.DoesNotExist, a 500."""
-    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
-    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
-    for count in (3, 4, 5):
-        add_frame(camera, count=count)
 
     with fitting_in_background(admin, camera, follow=True) as fitting:
         Camera.objects.filter(pk=camera.pk).delete()
@@ -617,8 +611,7 @@ def test_a_double_click_on_fit_sends_one_fit_and_shows_its_result(
     session_cookie_for: Callable[[Any], str],
     user_with_role: Callable[..., Any],
     camera: Camera,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    labelled_without_model: None,
 ) -> None:
     """A double-click used to send two fits: the second was refused as already running and its answer replaced the
     page, so the first fit's result (here: its failure, for a model that does not exist) was never shown."""
@@ -626,10 +619,6 @@ def test_a_double_click_on_fit_sends_one_fit_and_shows_its_result(
     from .conftest import launch_chromium
 
     expect = playwright_sync.expect
-    monkeypatch.setenv("DATABASE_URL", subprocess_database_url())
-    monkeypatch.setenv("DETECTION_MODEL", str(tmp_path / "missing_openvino_model"))
-    for count in (3, 4, 5):
-        add_frame(camera, count=count)
     cookie = session_cookie_for(user_with_role("boss", "admin"))  # the ORM before Playwright's loop starts
     fits: list[str] = []
     problems: list[str] = []
