@@ -265,7 +265,7 @@ SITE_URL = config("SITE_URL", default="http://localhost:8000")
 
 # --- Stored readings ------------------------------------------------------------------------------
 # Days a raw reading (CrowdLog) is kept: the run_alerts worker deletes older ones every hour (manage.py prune_readings
-# for a one-off). History charts read the per-minute snapshots, which are kept. 0: keep readings forever.
+# for a one-off). History charts read the per-minute snapshots, kept longer (below). 0: keep readings forever.
 # Parsed here rather than with cast=int: "-5", "1.5" or "ninety" must stop the start with this message, never be
 # taken as "keep forever" or "delete everything". At most 100 years, so that now - retention is a date.
 MAX_RETENTION_DAYS = 36500
@@ -276,6 +276,19 @@ if not (_retention_days.isdecimal() and int(_retention_days) <= MAX_RETENTION_DA
         f"forever), not {_retention_days!r}."
     )
 READING_RETENTION_DAYS = int(_retention_days)
+# Days the per-minute history (DensitySnapshot) is kept, deleted with old readings; 0: keep it forever. At least a
+# week, the longest chart; the default keeps a year and a month, so this year's event can be set beside last year's.
+MIN_HISTORY_RETENTION_DAYS = 7
+_history_days = config("HISTORY_RETENTION_DAYS", default="400").strip()
+if not (
+    _history_days.isdecimal()
+    and (int(_history_days) == 0 or MIN_HISTORY_RETENTION_DAYS <= int(_history_days) <= MAX_RETENTION_DAYS)
+):
+    raise ImproperlyConfigured(
+        f"HISTORY_RETENTION_DAYS must be 0 (keep the history forever) or a whole number of days from "
+        f"{MIN_HISTORY_RETENTION_DAYS} (the week chart) to {MAX_RETENTION_DAYS}, not {_history_days!r}."
+    )
+HISTORY_RETENTION_DAYS = int(_history_days)
 
 # --- Detection ------------------------------------------------------------------------------------
 # A model name ultralytics can download (online) or a local path: a .pt file or an exported

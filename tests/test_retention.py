@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -18,7 +19,7 @@ from alerts.management.commands import run_alerts
 from alerts.models import Alert
 from locations.management.commands import prune_readings as prune_command
 from locations.models import Camera, CameraCount, CrowdLog, DensitySnapshot, Location
-from locations.retention import prune_readings
+from locations.retention import prune_history, prune_readings
 from locations.services import record_reading
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +109,8 @@ def test_the_command_deletes_old_readings_and_says_how_far_it_got(
     call_command("prune_readings", "--days", "3", "--batch-size", "3", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("Deleted 3 of 8 readings older than ")
-    assert lines[-1].startswith("Deleted 8 readings older than ") and "the per-minute history is kept" in lines[-1]
+    assert any(line.startswith("Deleted 8 readings older than ") for line in lines)
+    assert lines[-1].startswith("Deleted 0 history rows older than ")  # 400 days by default: all six days kept
     assert kept_readings() == set(readings["kept"])
 
 
@@ -129,7 +131,7 @@ def test_the_command_keeps_readings_for_the_configured_retention(readings: dict[
 def test_with_retention_off_the_command_deletes_nothing(readings: dict[str, list[int]]) -> None:
     out = StringIO()
     call_command("prune_readings", stdout=out)
-    assert "Reading retention is off (READING_RETENTION_DAYS=0): nothing deleted" in out.getvalue()
+    assert "Retention of readings is off (READING_RETENTION_DAYS=0): none deleted." in out.getvalue()
     assert kept_readings() == set(readings["old"] + readings["kept"])
 
 
@@ -171,7 +173,7 @@ def test_run_alerts_deletes_readings_older_than_the_retention(readings: dict[str
     out = StringIO()
     call_command("run_alerts", "--once", stdout=out)
     assert kept_readings() == set(readings["kept"])
-    assert "Deleted 8 reading(s) older than " in out.getvalue()
+    assert "Deleted 8 readings older than " in out.getvalue()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -209,3 +211,92 @@ def test_a_failing_prune_is_logged_and_the_worker_goes_on(
     assert "Deleting readings older than" in caplog.text and "database restarting" in caplog.text
     assert out.getvalue().endswith("Stopped.\n")
     assert kept_readings() == set(readings["old"] + readings["kept"])
+
+
+# --- the per-minute history behind the charts (HISTORY_RETENTION_DAYS) -------------------------------------------
+
+
+@pytest.fixture
+def history(now: datetime) -> Location:
+    """A location with readings 10, 8 and 6 days and an hour ago, each leaving its per-minute history row."""
+    plaza = Location.objects.create(name="Plaza", capacity_limit=100)
+    for age in (timedelta(days=10), timedelta(days=8), timedelta(days=6), timedelta(hours=1)):
+        record_reading(plaza, 30, source=CrowdLog.Source.API, at=now - age)
+    assert DensitySnapshot.objects.filter(location=plaza).count() == 4
+    return plaza
+
+
+def history_ages(location: Location, now: datetime) -> list[int]:
+    starts = DensitySnapshot.objects.filter(location=location).order_by("bucket_start").values_list("bucket_start")
+    return [(now - start).days for (start,) in starts]
+
+
+def test_history_older_than_its_retention_goes_and_the_week_chart_stays_as_it_was(
+    history: Location, now: datetime, client: Client, django_user_model: Any
+) -> None:
+    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+    week_chart = client.get(f"/api/locations/{history.pk}/history/?range=week").json()
+    assert len(week_chart["points"]) == 2
+
+    out = StringIO()
+    call_command("prune_readings", "--history-days", "7", stdout=out)
+
+    assert history_ages(history, now) == [6, 0]
+    assert client.get(f"/api/locations/{history.pk}/history/?range=week").json() == week_chart
+    assert "Deleted 2 history rows older than " in out.getvalue()
+    assert CrowdLog.objects.filter(location=history).count() == 4  # readings within READING_RETENTION_DAYS stay
+
+
+def test_history_is_pruned_a_slice_at_a_time_oldest_first(history: Location, now: datetime) -> None:
+    assert prune_history(now - timedelta(days=7), limit=1) == 1
+    assert history_ages(history, now) == [8, 6, 0]
+
+
+def test_a_dry_run_counts_the_history_too(history: Location, now: datetime) -> None:
+    out = StringIO()
+    call_command("prune_readings", "--history-days", "7", "--dry-run", stdout=out)
+    assert "Would delete 2 history rows older than " in out.getvalue()
+    assert history_ages(history, now) == [10, 8, 6, 0]
+
+
+@pytest.mark.parametrize("days", ["6", "0"])
+def test_the_command_refuses_history_shorter_than_the_week_chart_and_deletes_nothing(
+    history: Location, now: datetime, days: str
+) -> None:
+    # --days 1 alone would delete three readings: a bad --history-days stops the whole command first.
+    with pytest.raises(CommandError, match=rf"--history-days must be from 7 to 36500, not {days}\."):
+        call_command("prune_readings", "--days", "1", "--history-days", days, stdout=StringIO())
+    assert history_ages(history, now) == [10, 8, 6, 0]
+    assert CrowdLog.objects.filter(location=history).count() == 4
+
+
+@pytest.mark.parametrize("value", ["3", "-1", "a year"])
+def test_a_bad_history_retention_in_the_environment_stops_the_start(value: str) -> None:
+    env = {**os.environ, "HISTORY_RETENTION_DAYS": value, "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "HISTORY_RETENTION_DAYS must be 0 (keep the history forever) or a whole number of days from 7" in (
+        result.stderr
+    )
+    assert f"not {value!r}." in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(READING_RETENTION_DAYS=7, HISTORY_RETENTION_DAYS=9)
+def test_run_alerts_deletes_history_older_than_its_retention(history: Location, now: datetime) -> None:
+    out = StringIO()
+    call_command("run_alerts", "--once", stdout=out)
+    assert history_ages(history, now) == [8, 6, 0]
+    assert CrowdLog.objects.filter(location=history).count() == 2
+    assert "Deleted 2 readings older than " in out.getvalue()
+    assert "Deleted 1 history row older than " in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(READING_RETENTION_DAYS=7, HISTORY_RETENTION_DAYS=0)
+def test_run_alerts_keeps_the_history_with_its_retention_off(history: Location, now: datetime) -> None:
+    call_command("run_alerts", "--once", stdout=StringIO())
+    assert history_ages(history, now) == [10, 8, 6, 0]
+    assert CrowdLog.objects.filter(location=history).count() == 2
