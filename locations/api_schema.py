@@ -57,6 +57,16 @@ class QualitySerializer(serializers.Serializer):
     )
 
 
+class CameraPartSerializer(serializers.Serializer):
+    """One camera's part of a location's count (the location's count is the sum of its cameras' newest counts)."""
+
+    camera_id = serializers.IntegerField(read_only=True)
+    count = serializers.IntegerField(read_only=True, help_text="the camera's newest count when the reading was stored")
+    held = serializers.BooleanField(
+        read_only=True, help_text="the camera had stopped counting: its last count was kept in the sum"
+    )
+
+
 class LatestFrameSerializer(serializers.Serializer):
     camera_id = serializers.IntegerField()
     captured_at = serializers.DateTimeField()

@@ -230,6 +230,20 @@ class CrowdLog(models.Model):
         return self.details.get("cameras", {}).get(str(self.camera_id), self.count)
 
     @property
+    def camera_parts(self) -> list[dict[str, Any]]:
+        """The cameras whose counts `count` adds up, each {"camera_id", "count", "held"}; none for a reading pushed
+        without a camera."""
+        if "cameras" in self.details:
+            held = set(self.details.get("held", []))
+            return [
+                {"camera_id": int(camera_id), "count": count, "held": int(camera_id) in held}
+                for camera_id, count in self.details["cameras"].items()
+            ]
+        if self.camera_id is None:
+            return []
+        return [{"camera_id": self.camera_id, "count": self.count, "held": False}]
+
+    @property
     def camera_quality(self) -> dict[str, Any] | None:
         """How far the counter trusted what the camera itself counted; `details["quality"]` is the location's."""
         if "camera_quality" in self.details:

@@ -4,7 +4,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from .api_schema import QualitySerializer
+from .api_schema import CameraPartSerializer, QualitySerializer
 from .density import FeedStatus
 from .models import CrowdLog, Location
 from .services import MAX_COUNT
@@ -105,6 +105,16 @@ class CrowdLogSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="how far a camera's count can be trusted; null for readings without one (pushed over the API)",
     )
+    camera_count = serializers.SerializerMethodField(
+        help_text="what the reading's camera itself counted (`count` is the location's: the sum of its cameras); "
+        "null for a reading without a camera"
+    )
+    cameras = CameraPartSerializer(
+        source="camera_parts",
+        many=True,
+        read_only=True,
+        help_text="the cameras whose counts `count` adds up; empty for a reading pushed without a camera",
+    )
 
     class Meta:
         model = CrowdLog
@@ -120,7 +130,12 @@ class CrowdLogSerializer(serializers.ModelSerializer):
             "timestamp",
             "recorded_at",
             "quality",
+            "camera_count",
+            "cameras",
         ]
+
+    def get_camera_count(self, obj: CrowdLog) -> int | None:
+        return None if obj.camera_id is None else obj.camera_count
 
 
 class StrictIntegerField(serializers.IntegerField):

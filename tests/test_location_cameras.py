@@ -293,6 +293,30 @@ def test_admin_lists_each_cameras_part(concourse: Location, client: Any) -> None
 
 
 @pytest.mark.django_db
+def test_the_readings_api_says_what_each_camera_added(concourse: Location) -> None:
+    north, south = camera(concourse, "North"), camera(concourse, "South")
+    now = timezone.now()
+    read(concourse, south, 60, at=now - timedelta(minutes=2))
+    read(concourse, north, 10, at=now - timedelta(seconds=1))
+    record_reading(concourse, 75, source="api", at=now)  # a turnstile total, say
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("viewer"))
+    pushed, summed, alone = client.get(f"/api/locations/{concourse.pk}/readings/").json()["results"]
+
+    assert (summed["count"], summed["camera_id"], summed["camera_count"]) == (70, north.pk, 10)
+    assert sorted(summed["cameras"], key=lambda part: part["count"]) == [
+        {"camera_id": north.pk, "count": 10, "held": False},
+        {"camera_id": south.pk, "count": 60, "held": True},  # counted two minutes before: kept in the sum
+    ]
+    assert (alone["count"], alone["camera_count"], alone["cameras"]) == (
+        60,
+        60,
+        [{"camera_id": south.pk, "count": 60, "held": False}],
+    )
+    assert (pushed["count"], pushed["camera_count"], pushed["cameras"]) == (75, None, [])
+
+
+@pytest.mark.django_db
 def test_each_reading_keeps_what_its_camera_counted(concourse: Location) -> None:
     north, south = camera(concourse, "North"), camera(concourse, "South")
     alone = read(concourse, north, 45)
