@@ -277,7 +277,7 @@ if not (_retention_days.isdecimal() and int(_retention_days) <= MAX_RETENTION_DA
     )
 READING_RETENTION_DAYS = int(_retention_days)
 # Days the per-minute history (DensitySnapshot) is kept, deleted with old readings; 0: keep it forever. At least a
-# week, the longest chart; the default keeps a year and a month, so this year's event can be set beside last year's.
+# week, the longest chart; the default keeps a year and a month, so last year's events stay in admin's history list.
 MIN_HISTORY_RETENTION_DAYS = 7
 _history_days = config("HISTORY_RETENTION_DAYS", default="400").strip()
 if not (
