@@ -2,7 +2,7 @@
 #
 # Crowd Monitor image: one image for every process.
 #   web (default CMD)  gunicorn + uvicorn workers serving crowd_monitor.asgi (HTTP and WebSockets)
-#   detection worker   python manage.py run_detection --interval 5
+#   detection worker   python manage.py run_detection
 #   alert worker       python manage.py run_alerts
 # Every setting comes from the environment (see .env.example); nothing secret is baked in.
 FROM python:3.11-slim-bookworm

@@ -9,6 +9,7 @@ crowd_monitor/settings.py. Standalone:
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -222,6 +223,44 @@ def test_render_env_wiring(render):
     for service in services.values():
         own = {e.get("key") for e in service.get("envVars", [])}
         assert "SECRET_KEY" not in own, "SECRET_KEY belongs in the shared env group"
+
+
+def settings_backed_options(command_module: str) -> dict[str, str]:
+    """`--option: SETTING` for each option of a management command whose default is read from settings."""
+    tree = ast.parse(read(command_module))
+    options = {}
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_argument"):
+            continue
+        flags = [a.value for a in call.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")]
+        default = next((k.value for k in call.keywords if k.arg == "default"), None)
+        if flags and isinstance(default, ast.Attribute) and getattr(default.value, "id", None) == "settings":
+            options.update(dict.fromkeys(flags, default.attr))
+    return options
+
+
+def test_worker_commands_leave_settings_to_the_environment(compose, render):
+    """A deployed command passes no option whose default is a setting: the option would silently win over it.
+
+    `run_detection --interval 5` made DETECTION_INTERVAL in .env, the compose environment or Render's environment
+    group do nothing: the worker kept sampling every 5 s whatever it said.
+    """
+    options = settings_backed_options("detection/management/commands/run_detection.py")
+    assert {"--interval", "--model", "--device", "--spool-dir"} <= set(options), options
+    commands = [
+        ("docker-compose.yml worker", command_text(compose["services"]["worker"]["command"])),
+        *((f"render.yaml {s['name']}", s.get("dockerCommand", "")) for s in render["services"]),
+        ("scripts/run", "\n".join(line for line in read("scripts/run").splitlines() if "run_detection" in line)),
+    ]
+    checked = 0
+    for where, command in commands:
+        if "run_detection" not in command:
+            continue
+        checked += 1
+        passed = [word.split("=", 1)[0] for word in shlex.split(command) if word.startswith("--")]
+        shadowed = {flag: options[flag] for flag in passed if flag in options}
+        assert not shadowed, f"{where}: {shadowed} override the settings read from the environment"
+    assert checked == 3, "expected run_detection in docker-compose.yml, render.yaml and scripts/run"
 
 
 # --- .github/workflows/ci.yml ------------------------------------------------------------------------------
