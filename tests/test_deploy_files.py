@@ -10,6 +10,7 @@ crowd_monitor/settings.py. Standalone:
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import json
 import os
@@ -46,6 +47,18 @@ def settings_names() -> set[str]:
     names = set(re.findall(r"\bconfig\(\s*[\"']([A-Za-z_][A-Za-z0-9_]*)[\"']", read("crowd_monitor/settings.py")))
     assert names, "no config(...) calls found in crowd_monitor/settings.py"
     return names
+
+
+def settings_literal_defaults() -> dict[str, object]:
+    """NAME: default for each config("NAME", default=<literal>) in settings.py."""
+    defaults = {}
+    for call in ast.walk(ast.parse(read("crowd_monitor/settings.py"))):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "config" and call.args:
+            default = next((k.value for k in call.keywords if k.arg == "default"), None)
+            if isinstance(call.args[0], ast.Constant) and default is not None:
+                with contextlib.suppress(ValueError):  # computed (not DEBUG, 12 * 3600...): not a literal
+                    defaults[call.args[0].value] = ast.literal_eval(default)
+    return defaults
 
 
 def env_example_names() -> set[str]:
@@ -151,6 +164,80 @@ def test_compose_interpolated_variables_exist():
             assert name in documented, f"${{{name}}} has no default and is not in .env.example"
     secret = [(op, rest) for name, op, rest in found if name == "SECRET_KEY"]
     assert secret and all(op == ":?" and rest for op, rest in secret), "SECRET_KEY must be required (:?message)"
+
+
+# Settings an operator must be able to give the compose stack from the shell or .env (the containers see only the
+# variables docker-compose.yml lists): where alerts are emailed or texted from, and the /metrics token.
+COMPOSE_OPERATOR_SETTINGS = {
+    "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "EMAIL_HOST": "smtp.example.org",
+    "EMAIL_PORT": "587",
+    "EMAIL_HOST_USER": "alerts",
+    "EMAIL_HOST_PASSWORD": "not-a-real-password",
+    "EMAIL_USE_TLS": "True",
+    "DEFAULT_FROM_EMAIL": "crowd-monitor@example.org",
+    "SMS_BACKEND": "alerts.sms.LocmemSmsBackend",
+    "METRICS_TOKEN": "not-a-real-token",
+}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """docker compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} and ${VAR:+alt}."""
+
+    def one(match: re.Match) -> str:
+        name, operator, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        present, given = name in variables, variables.get(name, "")
+        if operator in (":-", "-"):
+            return given if (given if operator == ":-" else present) else rest
+        if operator in (":?", "?"):
+            assert given if operator == ":?" else present, f"compose would refuse to start: {rest}"
+            return given
+        if operator == ":+":
+            return rest if given else ""
+        return given
+
+    return INTERPOLATION.sub(one, value)
+
+
+def settings_in_container(environment: dict[str, str], names: list[str]) -> dict[str, object]:
+    """The settings a container with exactly this environment loads (in a fresh interpreter)."""
+    env = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings", **environment}
+    code = (
+        "import json; from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_compose_passes_operator_settings_through(compose):
+    """Email, SMS and /metrics settings from the shell or .env reach every app container (each one sends alerts).
+
+    docker compose hands a container only the variables listed under `environment`; .env beside the compose
+    file serves ${...} interpolation only. Without these entries an operator's SMTP settings never reached the
+    containers, and alert emails went to the console backend (the log) without a word.
+    """
+    names = sorted(COMPOSE_OPERATOR_SETTINGS)
+    for service in APP_SERVICES:
+        environment = compose["services"][service]["environment"]
+        missing = [name for name in names if name not in environment]
+        assert not missing, f"{service}: {missing} cannot be set from the shell or .env"
+        given = {
+            key: interpolate(str(value), {"SECRET_KEY": "x" * 50, **COMPOSE_OPERATOR_SETTINGS})
+            for key, value in environment.items()
+        }
+        loaded = settings_in_container(given, names)
+        assert {n: str(loaded[n]) for n in names} == COMPOSE_OPERATOR_SETTINGS, service
+
+
+def test_compose_defaults_are_the_settings_defaults(compose):
+    """With nothing set, each ${VAR:-default} gives what settings.py would use (never an empty EMAIL_PORT)."""
+    defaults = settings_literal_defaults()
+    names = sorted(COMPOSE_OPERATOR_SETTINGS)
+    environment = compose["services"]["web"]["environment"]
+    given = {key: interpolate(str(value), {"SECRET_KEY": "x" * 50}) for key, value in environment.items()}
+    assert settings_in_container(given, names) == {name: defaults[name] for name in names}
 
 
 def test_compose_matches_compose_spec(compose):
