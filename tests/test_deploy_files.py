@@ -443,6 +443,72 @@ def test_entrypoint_migrates_on_request_then_execs():
     subprocess.run(["sh", "-n", str(ROOT / "docker/entrypoint.sh")], check=True)
 
 
+# Where weights land in a checkout: ./models (mounted by docker-compose.yml), yolov8n.pt wherever ultralytics was run
+# (it downloads into the working directory), an OpenVINO export beside its .pt, density weights (DENSITY_MODEL).
+WEIGHT_PATHS = [
+    "yolov8n.pt",
+    "models/yolov8n.pt",
+    "models/sanet_shb/sanet_shb_keras_layout.npz",
+    "bench/yolov8n.pt",
+    "detection/weights/best.pt",
+    "yolov8n_openvino_model/yolov8n.xml",
+    "bench/yolov8n_int8_openvino_model/yolov8n.bin",
+    "sanet_shb_keras_layout.npz",
+    "weights/mcnn_shtechB.npz",
+    "exports/yolov8n.onnx",
+]
+
+
+def dockerignored(path: str) -> bool:
+    """Whether `docker build` leaves `path` (relative to the context) out, per .dockerignore's rules: patterns
+    anchored at the context root, `*` within one path segment, `**` across any number, later lines (and `!`
+    exceptions) winning, and a path left out with any folder above it."""
+    excluded = False
+    for line in read(".dockerignore").splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = os.path.normpath(pattern.lstrip("!")).lstrip("/")
+        regex = ""
+        for token in re.findall(r"\*\*/|\*\*|\*|\?|\[[^]]*\]|[^*?[]+", pattern):
+            wildcard = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token)
+            regex += wildcard or (token if token.startswith("[") else re.escape(token))
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_no_model_weights_in_the_image():
+    """Weights stay out of the image wherever they sit in the checkout (they are mounted or downloaded at run
+    time), while everything the image runs is kept."""
+    assert not dockerignored("static/css/app.css") and not dockerignored("docker/entrypoint.sh")
+    for kept in ("manage.py", "requirements.txt", ".env.example", "static/vendor/leaflet/images/marker-icon.png"):
+        assert not dockerignored(kept), kept
+    for ignored in (
+        ".env",
+        "db.sqlite3",
+        "var/spool/worker.sqlite3",
+        "node_modules/x/index.js",
+        "alerts/__pycache__/models.cpython-311.pyc",
+    ):
+        assert dockerignored(ignored), ignored
+    copied = [path for path in WEIGHT_PATHS if not dockerignored(path)]
+    assert not copied, f"docker build would copy these weights into the image: {copied}"
+
+
+def test_no_model_weights_in_git():
+    if subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    tracked = [
+        path
+        for path in WEIGHT_PATHS
+        if subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode
+    ]
+    assert not tracked, f"git would offer to commit these weights: {tracked}"
+
+
 def test_asgi_application_resolves():
     """The module:attribute gunicorn serves imports and is callable (in a fresh interpreter)."""
     target = re.search(r"gunicorn\s+([\w.]+):(\w+)", web_command())
