@@ -312,6 +312,47 @@ def test_render_env_wiring(render):
         assert "SECRET_KEY" not in own, "SECRET_KEY belongs in the shared env group"
 
 
+# Field names of Render's Blueprint spec (https://render.com/docs/blueprint-spec, JSON Schema at
+# https://render.com/schema/render.yaml.json), for what this blueprint uses: web services, workers, Key Value and
+# PostgreSQL. Render refuses a blueprint with any other field.
+RENDER_ROOT_FIELDS = {"services", "databases", "envVarGroups", "previews", "projects", "ungrouped", "version"}
+RENDER_SERVER_FIELDS = {
+    *("type", "name", "region", "plan", "runtime", "repo", "branch", "image", "rootDir", "dockerCommand"),
+    *("dockerContext", "dockerfilePath", "numInstances", "healthCheckPath", "scaling", "buildCommand"),
+    *("startCommand", "preDeployCommand", "registryCredential", "domain", "domains", "envVars", "autoDeploy"),
+    *("autoDeployTrigger", "initialDeployHook", "disk", "buildFilter", "previews", "maintenanceMode"),
+    *("maxShutdownDelaySeconds", "ipAllowList", "renderSubdomainPolicy"),
+}
+RENDER_KEYVALUE_FIELDS = {"type", "name", "region", "ipAllowList", "plan", "previewPlan", "maxmemoryPolicy"}
+RENDER_DATABASE_FIELDS = {
+    *("name", "databaseName", "user", "region", "plan", "diskSizeGB", "storageAutoscalingEnabled"),
+    *("connectionPool", "previewPlan", "previewDiskSizeGB", "postgresMajorVersion", "highAvailability"),
+    *("ipAllowList", "readReplicas"),
+}
+RENDER_REGIONS = {"oregon", "ohio", "virginia", "frankfurt", "singapore"}
+
+
+def test_render_fields_are_blueprint_fields(render):
+    assert set(render) <= RENDER_ROOT_FIELDS, set(render) - RENDER_ROOT_FIELDS
+    for service in render["services"]:
+        fields = RENDER_KEYVALUE_FIELDS if service["type"] in ("keyvalue", "redis") else RENDER_SERVER_FIELDS
+        assert set(service) <= fields, f"{service['name']}: {sorted(set(service) - fields)}"
+        assert service.get("region", "oregon") in RENDER_REGIONS
+        if service["type"] in ("keyvalue", "redis"):
+            assert "ipAllowList" in service, "Key Value requires ipAllowList"
+        for entry in service.get("envVars", []):
+            source = set(entry) & {"value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup"}
+            assert len(source) == 1 and ("key" in entry) != ("fromGroup" in entry), entry
+    for database in render.get("databases", []):
+        assert set(database) <= RENDER_DATABASE_FIELDS, f"{database['name']}: {set(database) - RENDER_DATABASE_FIELDS}"
+        assert isinstance(database.get("postgresMajorVersion", ""), str), "postgresMajorVersion is a string"
+    for group in render.get("envVarGroups", []):
+        assert set(group) == {"name", "envVars"}
+        for entry in group["envVars"]:
+            # sync: false is ignored in a group (Render: only a service's own envVars prompt for a value).
+            assert set(entry) <= {"key", "value", "generateValue", "previewValue"} and "key" in entry, entry
+
+
 def test_render_metrics_need_a_token(render):
     """The web service is public on Render, so its /metrics (workers, cameras, spool depth) must ask for a token.
 
