@@ -240,6 +240,16 @@ def test_compose_defaults_are_the_settings_defaults(compose):
     assert settings_in_container(given, names) == {name: defaults[name] for name in names}
 
 
+def test_a_development_env_file_does_not_turn_debug_on_in_compose(compose):
+    """`scripts/run` writes a .env with DEBUG=True beside docker-compose.yml, which compose reads for ${...}: the
+    production-like stack must stay DEBUG off (no tracebacks to visitors, secure defaults) all the same."""
+    development_env = {"DEBUG": "True", "SECRET_KEY": "x" * 50}
+    for service in APP_SERVICES:
+        environment = compose["services"][service]["environment"]
+        given = {key: interpolate(str(value), development_env) for key, value in environment.items()}
+        assert settings_in_container(given, ["DEBUG"]) == {"DEBUG": False}, service
+
+
 def test_compose_matches_compose_spec(compose):
     """Validated by the compose-spec parser when the `compose-spec` package is installed."""
     compose_spec = pytest.importorskip("compose_spec", reason="compose-spec not installed: structural checks only")
