@@ -57,7 +57,7 @@
           backgroundColor: "rgba(56, 189, 248, 0.15)",
           fill: "origin",
           borderWidth: 2,
-          pointRadius: (ctx) => (ctx.dataIndex === ctx.dataset.data.length - 1 ? 4 : 0),
+          pointRadius: 0, // only the newest value gets a dot (CM.newestPointDots)
           pointBackgroundColor: "#38bdf8",
           pointHoverRadius: 5,
           tension: 0.2,
@@ -84,7 +84,7 @@
         },
       },
     },
-    plugins: [CM.thresholdLines(thresholdLines)],
+    plugins: [CM.newestPointDots, CM.thresholdLines(thresholdLines)],
   });
 
   let liveQueued = false;

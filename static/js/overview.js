@@ -87,8 +87,7 @@
           borderColor: loc.color,
           backgroundColor: loc.color,
           borderWidth: 2,
-          // Only the newest value gets a dot: where each line ends now, even with a single reading.
-          pointRadius: (ctx) => (ctx.dataIndex === ctx.dataset.data.length - 1 ? 4 : 0),
+          pointRadius: 0, // only the newest value gets a dot (CM.newestPointDots)
           pointHoverRadius: 5,
           tension: 0.2,
           spanGaps: 5 * 60 * 1000,
@@ -115,6 +114,7 @@
       },
     },
     plugins: [
+      CM.newestPointDots,
       CM.thresholdLines(function () {
         const thresholds = new Set();
         locations.forEach((loc) => thresholds.add(loc.info.alert_threshold));
