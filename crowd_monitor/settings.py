@@ -6,7 +6,7 @@ in-memory channel layer, so a fresh checkout needs nothing installed beyond requ
 """
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import dj_database_url
 from decouple import Csv, config
@@ -132,6 +132,21 @@ REDIS_HOST_OPTIONS = {
 CHANNEL_LAYER_KIND = config("CHANNEL_LAYER_KIND", default="pubsub")
 if CHANNEL_LAYER_KIND not in ("pubsub", "core"):
     raise ImproperlyConfigured("CHANNEL_LAYER_KIND must be pubsub or core.")
+
+
+def _redis_db(url: str) -> str:
+    """The database number in a Redis URL: redis://host:6379/5 or redis://host:6379?db=5 (0 when not given)."""
+    parts = urlsplit(url)
+    return parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db") or "0"
+
+
+# Redis Pub/Sub channels belong to the whole Redis server, not to one of its numbered databases: two deployments
+# sharing a server on different databases (staging and production, or two sites) each heard the other's live
+# updates and alerts, and operators saw, counted and tried to handle alerts of places that are not theirs. The
+# channel names' prefix therefore names the database (db 0 keeps channels-redis' own "asgi").
+CHANNEL_LAYER_PREFIX = config(
+    "CHANNEL_LAYER_PREFIX", default="asgi" if _redis_db(REDIS_URL) == "0" else f"asgi-db{_redis_db(REDIS_URL)}"
+)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -140,6 +155,7 @@ if REDIS_URL:
             else "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, **REDIS_HOST_OPTIONS}],
+                "prefix": CHANNEL_LAYER_PREFIX,
                 # channels-redis silently drops messages for a channel over capacity; dashboards
                 # that stall briefly must not lose crowd updates.
                 "capacity": config("CHANNEL_CAPACITY", default=1000, cast=int),

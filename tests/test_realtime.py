@@ -572,3 +572,63 @@ def test_a_failing_source_ends_the_connection_with_its_error() -> None:
 
     with pytest.raises(ConnectionError, match="layer gone"):
         asyncio.run(asyncio.wait_for(dispatch_serially([idle, broken], dispatch), 5))
+
+
+def _channel_prefix_for(redis_url: str) -> str:
+    """The channel layer's prefix as the settings make it for this REDIS_URL (in a fresh interpreter)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    env = {**os.environ, "REDIS_URL": redis_url, "DEBUG": "True", "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
+    env.pop("CHANNEL_LAYER_PREFIX", None)
+    script = "from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['CONFIG'].get('prefix', 'asgi'))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_deployments_on_different_redis_databases_do_not_hear_each_others_updates() -> None:
+    """Redis Pub/Sub channels are the whole server's, whatever the database number: a dashboard of the deployment on
+    redis://host/5 showed (and counted) the alerts another deployment on redis://host/6 published."""
+    import copy
+    import os
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    server = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    base = f"{server.scheme}://{server.netloc}"
+    ours, theirs = _channel_prefix_for(base + "/5"), _channel_prefix_for(base + "/6")
+    assert ours != theirs, (ours, theirs)
+    assert _channel_prefix_for(base + "/0") == "asgi"  # unchanged on database 0
+    if not os.environ.get("REDIS_URL"):
+        return  # no Redis server to try it on
+
+    from channels.layers import channel_layers
+
+    def layer(db: int, prefix: str) -> Any:
+        config = copy.deepcopy(settings.CHANNEL_LAYERS["default"])
+        config["CONFIG"]["hosts"][0]["address"] = f"{base}/{db}"
+        config["CONFIG"]["prefix"] = prefix
+        return channel_layers._make_backend("default", config["CONFIG"])
+
+    async def scenario() -> None:
+        ours_layer, theirs_layer = layer(5, ours), layer(6, theirs)
+        try:
+            channel = await ours_layer.new_channel()
+            await ours_layer.group_add("crowd", channel)
+            await asyncio.sleep(0.2)  # the subscription is in place
+            await theirs_layer.group_send("crowd", {"type": "alert_update", "text": "theirs"})
+            await asyncio.sleep(0.5)
+            await ours_layer.group_send("crowd", {"type": "alert_update", "text": "ours"})
+            # Its own updates arrive, and only those. (A receive that times out unsubscribes the channel: one wait.)
+            assert (await asyncio.wait_for(ours_layer.receive(channel), RECEIVE_TIMEOUT))["text"] == "ours"
+        finally:
+            for each in (ours_layer, theirs_layer):
+                await each.flush()
+
+    asyncio.run(scenario())
