@@ -761,6 +761,25 @@
   // with a scriptable pointRadius, which Chart.js resolves afresh for every point of every line on every redraw:
   // with 30 minutes of a surge on the overview (40 locations, 54,000 readings) one redraw took 0.6-0.8 s, and the
   // page, redrawn every second and on every reading, never caught up.
+  // A redraw of a live chart, at most once per `everyMs` (on an animation frame). In a surge readings arrive many times
+  // a second; redrawing half an hour of 40 locations' lines for each kept the overview busy most of the time, while a
+  // 30-minute chart moves by a pixel every few seconds. Returns the function that asks for a redraw.
+  CM.throttledRedraw = function (draw, everyMs) {
+    let queued = false;
+    let drawnAt = -Infinity;
+    return function () {
+      if (queued) return;
+      queued = true;
+      setTimeout(function () {
+        requestAnimationFrame(function () {
+          queued = false;
+          drawnAt = performance.now();
+          draw();
+        });
+      }, Math.max(0, drawnAt + everyMs - performance.now()));
+    };
+  };
+
   CM.newestPointDots = {
     id: "newestPointDots",
     afterDatasetsDraw: function (chart) {

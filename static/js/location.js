@@ -4,6 +4,7 @@
   "use strict";
 
   const WINDOW_MS = 30 * 60 * 1000;
+  const CHART_REDRAW_MS = 500; // at most two redraws a second, however fast readings come
   const info = CM.config.location;
   const loc = {
     info: info,
@@ -87,23 +88,17 @@
     plugins: [CM.newestPointDots, CM.thresholdLines(thresholdLines)],
   });
 
-  let liveQueued = false;
-  function queueLive() {
-    if (liveQueued) return;
-    liveQueued = true;
-    requestAnimationFrame(function () {
-      liveQueued = false;
-      liveChart.options.scales.x.min = CM.now() - WINDOW_MS;
-      liveChart.options.scales.x.max = CM.now();
-      liveChart.update("none");
-      const last = loc.points[loc.points.length - 1];
-      liveCanvas.setAttribute(
-        "aria-label",
-        "Occupancy over the last 30 minutes, " + loc.points.length + " readings. Latest: " + (last ? CM.percent(last.y) : "no data") + "."
-      );
-      liveCanvas.dataset.points = loc.points.length;
-    });
-  }
+  const queueLive = CM.throttledRedraw(function () {
+    liveChart.options.scales.x.min = CM.now() - WINDOW_MS;
+    liveChart.options.scales.x.max = CM.now();
+    liveChart.update("none");
+    const last = loc.points[loc.points.length - 1];
+    liveCanvas.setAttribute(
+      "aria-label",
+      "Occupancy over the last 30 minutes, " + loc.points.length + " readings. Latest: " + (last ? CM.percent(last.y) : "no data") + "."
+    );
+    liveCanvas.dataset.points = loc.points.length;
+  }, CHART_REDRAW_MS);
 
   function render() {
     CM.renderLocationCard(card, loc);

@@ -3,6 +3,7 @@
   "use strict";
 
   const WINDOW_MS = 30 * 60 * 1000; // the chart shows the last 30 minutes
+  const CHART_REDRAW_MS = 500; // at most two redraws a second, however fast readings come
   const RESOLVED_SHOWN = 5;
 
   const locations = new Map(); // id -> {info, state, points: [{x, y}], counts: [{t, c}], card, marker}
@@ -125,26 +126,20 @@
     ],
   });
 
-  let chartQueued = false;
-  function queueChart() {
-    if (chartQueued) return;
-    chartQueued = true;
-    requestAnimationFrame(function () {
-      chartQueued = false;
-      const now = CM.now();
-      chart.options.scales.x.min = now - WINDOW_MS;
-      chart.options.scales.x.max = now;
-      chart.update("none");
-      // The chart's text alternative: the newest value of every series.
-      const parts = ids.map(function (id) {
-        const loc = locations.get(id);
-        const last = loc.points[loc.points.length - 1];
-        return loc.info.name + " " + (last ? CM.percent(last.y) : "no data");
-      });
-      chartCanvas.setAttribute("aria-label", "Occupancy over the last 30 minutes. Latest: " + parts.join(", ") + ".");
-      chartCanvas.dataset.points = ids.map((id) => locations.get(id).points.length).join(",");
+  const queueChart = CM.throttledRedraw(function () {
+    const now = CM.now();
+    chart.options.scales.x.min = now - WINDOW_MS;
+    chart.options.scales.x.max = now;
+    chart.update("none");
+    // The chart's text alternative: the newest value of every series.
+    const parts = ids.map(function (id) {
+      const loc = locations.get(id);
+      const last = loc.points[loc.points.length - 1];
+      return loc.info.name + " " + (last ? CM.percent(last.y) : "no data");
     });
-  }
+    chartCanvas.setAttribute("aria-label", "Occupancy over the last 30 minutes. Latest: " + parts.join(", ") + ".");
+    chartCanvas.dataset.points = ids.map((id) => locations.get(id).points.length).join(",");
+  }, CHART_REDRAW_MS);
 
   // --- Map --------------------------------------------------------------------------------------------------------
 
