@@ -137,7 +137,11 @@ def record_readings(readings: Sequence[NewReading]) -> list[CrowdLog]:
             location = locations[reading.location_id]
             # A fast clock's reading is taken as made now: stored ahead of time, it would stay the location's
             # newest and make every reading of the next minute a late one, leaving the live state frozen.
-            timestamp = min(reading.at, now) if reading.at else now
+            # In UTC: Python compares and subtracts two times of one zone (the site's, as DRF parses them) by their
+            # wall clocks, so across a DST change the spike window ending at 02:30 CET would reach back to 02:29
+            # CEST, an hour earlier (a surge that never was), and one ending just after the clocks go forward would
+            # start after its end (a surge missed).
+            timestamp = min(reading.at, now).astimezone(UTC) if reading.at else now
             camera_id = reading.camera_id if reading.camera_id in cameras else None
             count, details, news = reading.count, reading.details or {}, False
             latest = max(timestamp, seen_until.get(location.pk) or location.last_reading_at or timestamp)
