@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from crowd_monitor.api import ZONED
 from crowd_monitor.permissions import require_perm
 
 from . import services
@@ -33,8 +34,8 @@ ERROR_RESPONSE = OpenApiResponse(
             OpenApiParameter("status", enum=Alert.Status.values),
             OpenApiParameter("kind", enum=[value for value, _ in Alert._meta.get_field("kind").choices]),
             OpenApiParameter("location", type=int),
-            OpenApiParameter("since", type=OpenApiTypes.DATETIME, description="triggered at or after (ISO-8601)"),
-            OpenApiParameter("until", type=OpenApiTypes.DATETIME, description="triggered at or before (ISO-8601)"),
+            OpenApiParameter("since", type=OpenApiTypes.DATETIME, description=f"triggered at or after; {ZONED}"),
+            OpenApiParameter("until", type=OpenApiTypes.DATETIME, description=f"triggered at or before; {ZONED}"),
         ]
     )
 )

@@ -1,6 +1,7 @@
 """API plumbing shared by every app: pagination, error format, health checks."""
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -8,8 +9,9 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.defaults import page_not_found
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -42,6 +44,35 @@ class StandardPagination(PageNumberPagination):
             elif parameter["name"] == self.page_query_param:
                 parameter["schema"].update(minimum=1)
         return parameters
+
+
+# How the API's time parameters are described in its schema.
+ZONED = "ISO-8601 with a time zone (Z or an offset such as +05:30); a time without one is refused"
+
+
+class ZonedDateTimeField(serializers.DateTimeField):
+    """An ISO-8601 time that says its time zone (`Z` or an offset), as an aware datetime in UTC.
+
+    Every time the API takes, a reading's timestamp as well as the `since` / `until` filters, is one of these. A time
+    without a zone is refused rather than guessed: DRF would read it in the server's TIME_ZONE, which the client
+    does not know (a device reporting local time, an integrator in another country), and on a DST change day a
+    wall-clock time can occur twice or not at all. Values come back in UTC, whatever TIME_ZONE is: a time near the
+    ends of the calendar that exists in UTC must not overflow (a 500, or a 400 in one zone and not in another) for
+    being converted to the site's zone.
+    """
+
+    default_error_messages = {
+        "naive": "Give the time zone, e.g. 2026-11-24T10:00:00Z or 2026-11-24T15:30:00+05:30.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("default_timezone", UTC)
+        super().__init__(**kwargs)
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -1,4 +1,5 @@
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -8,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.throttling import ReadingsRateThrottle
+from crowd_monitor.api import ZONED
 from crowd_monitor.permissions import ModelPermissions, require_perm
 
 from .api_schema import CrowdUpdateSerializer, HistorySerializer
@@ -61,8 +63,12 @@ class LocationViewSet(
     @extend_schema(
         methods=["GET"],
         parameters=[
-            OpenApiParameter("since", type=str, description="ISO-8601; readings at or after this time"),
-            OpenApiParameter("until", type=str, description="ISO-8601; readings at or before this time"),
+            OpenApiParameter(
+                "since", type=OpenApiTypes.DATETIME, description=f"readings at or after this time; {ZONED}"
+            ),
+            OpenApiParameter(
+                "until", type=OpenApiTypes.DATETIME, description=f"readings at or before this time; {ZONED}"
+            ),
         ],
         responses=CrowdLogSerializer(many=True),
     )

@@ -17,6 +17,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from crowd_monitor.api import ZONED, ZonedDateTimeField
 from crowd_monitor.permissions import require_perm
 
 from .api_schema import HeatmapSerializer, LatestFrameSerializer, QualitySerializer
@@ -58,8 +59,8 @@ class CameraFilterSerializer(serializers.Serializer):
 
 
 class HeatmapQuerySerializer(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = ZonedDateTimeField(required=False)
+    until = ZonedDateTimeField(required=False)
     cols = serializers.IntegerField(required=False, min_value=4, max_value=128, default=32)
     rows = serializers.IntegerField(required=False, min_value=3, max_value=96, default=24)
 
@@ -141,8 +142,10 @@ class CameraViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", type=OpenApiTypes.DATETIME),
-            OpenApiParameter("until", type=OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "since", type=OpenApiTypes.DATETIME, description=f"default: an hour before until; {ZONED}"
+            ),
+            OpenApiParameter("until", type=OpenApiTypes.DATETIME, description=f"default: now; {ZONED}"),
             OpenApiParameter("cols", type=int),
             OpenApiParameter("rows", type=int),
         ],

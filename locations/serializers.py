@@ -1,8 +1,8 @@
-from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
+
+from crowd_monitor.api import ZonedDateTimeField
 
 from .api_schema import CameraPartSerializer, QualitySerializer
 from .density import FeedStatus
@@ -148,28 +148,14 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class ZonedDateTimeField(serializers.DateTimeField):
-    """An ISO-8601 time that says its time zone. DRF would take a time without one as UTC: hours off for a device
-    that reports local time, so its readings would land in the past (ignored as late) or be refused as future."""
-
-    default_error_messages = {
-        "naive": "Give the time zone, e.g. 2026-11-24T10:00:00Z or 2026-11-24T11:00:00+01:00.",
-    }
-
-    def enforce_timezone(self, value: datetime) -> datetime:
-        if timezone.is_naive(value):
-            self.fail("naive")
-        return super().enforce_timezone(value)
-
-
 class ReadingSerializer(serializers.Serializer):
     count = StrictIntegerField(min_value=0, max_value=MAX_COUNT)
     timestamp = ZonedDateTimeField(required=False, help_text="When counted (ISO-8601 with a time zone); default: now.")
 
 
 class ReadingFilterSerializer(serializers.Serializer):
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = ZonedDateTimeField(required=False)
+    until = ZonedDateTimeField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:

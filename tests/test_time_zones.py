@@ -83,3 +83,82 @@ def test_the_write_path_judges_times_in_any_zone_as_instants(gate: Location) -> 
     # (Python never finds a time of the repeated hour equal to one of another zone: compare in UTC.)
     assert log.timestamp == second.astimezone(UTC) == FALL_BACK + timedelta(minutes=30)
     assert Location.objects.get(pk=gate.pk).last_reading_at == FALL_BACK + timedelta(minutes=30)
+
+
+# --- times given to the API -------------------------------------------------------------------------------------------
+
+SITE_ZONES = ["UTC", "Asia/Kolkata", "Asia/Riyadh", "America/Sao_Paulo", "Europe/Berlin"]
+
+
+def filtered_urls(location: Location) -> list[str]:
+    camera = location.cameras.create(name="North", source="file:///dev/null")
+    return [f"/api/locations/{location.pk}/readings/", "/api/alerts/", f"/api/cameras/{camera.pk}/heatmap/"]
+
+
+@pytest.mark.parametrize("zone", SITE_ZONES)
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=2026-11-24T10:00:00",
+        "since=2026-11-24",
+        "until=2025-10-26T02:30:00",  # twice that night in Berlin
+        "since=2025-03-30T02:30:00",  # never that night in Berlin
+        # Once a 500 wherever TIME_ZONE is not UTC: the time in the site's zone is outside the calendar in UTC.
+        "since=0001-01-01T00:00:00",
+        "until=9999-12-31T23:59:59",
+    ],
+)
+def test_a_time_without_a_zone_is_refused_in_every_zone(admin: APIClient, gate: Location, zone: str, query: str):
+    """A reading's timestamp without a zone is refused; so is a filter's: what it meant would depend on the server's
+    TIME_ZONE, which the client does not know, and on a DST change day a wall-clock time can be two or none."""
+    with override_settings(TIME_ZONE=zone):
+        for url in filtered_urls(gate):
+            response = admin.get(f"{url}?{query}")
+            name = query.split("=")[0]
+            assert response.status_code == 400, (url, response.content)
+            assert "Give the time zone" in response.json()[name][0]
+
+
+@pytest.mark.parametrize("zone", SITE_ZONES)
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("since=0001-01-01T00:00:00Z", 200),  # in UTC the first instant there is; a 400 west of UTC
+        ("until=9999-12-31T23:59:59Z", 200),  # the last; a 400 east of UTC
+        ("until=9999-12-31T23:59:59-03:00", 400),  # after the end of the calendar in UTC
+        ("since=0001-01-01T00:00:00%2B05:30", 400),  # before its start
+    ],
+)
+def test_the_ends_of_the_calendar_are_judged_in_utc(admin: APIClient, gate: Location, zone: str, query: str, status):
+    with override_settings(TIME_ZONE=zone):
+        for url in filtered_urls(gate)[:2]:
+            response = admin.get(f"{url}?{query}")
+            assert response.status_code == status, (url, response.content)
+
+
+@pytest.mark.parametrize("zone", SITE_ZONES)
+def test_an_hour_before_the_calendar_starts_is_refused_in_every_zone(admin: APIClient, gate: Location, zone: str):
+    """The heatmap's default period is the hour before `until`: none before 0001-01-01T01:00:00Z (a 500 east of UTC,
+    where `until` was converted to the site's zone first)."""
+    [*_, heatmap] = filtered_urls(gate)
+    with override_settings(TIME_ZONE=zone):
+        response = admin.get(f"{heatmap}?until=0001-01-01T00:59:59Z")
+    assert response.status_code == 400
+    assert "until" in response.json()
+
+
+@pytest.mark.parametrize("zone", SITE_ZONES)
+def test_filters_with_offsets_select_the_same_instants_in_every_zone(admin: APIClient, gate: Location, zone: str):
+    at = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+    record_reading(gate, 12, source=CrowdLog.Source.API, at=at)
+    url = f"/api/locations/{gate.pk}/readings/"
+    with override_settings(TIME_ZONE=zone):
+        for since, until, found in [
+            ("2026-01-15T15:30:00%2B05:30", "2026-01-15T13:00:00%2B03:00", 1),  # Kolkata, Riyadh: both exactly `at`
+            ("2026-01-15T07:00:00-03:00", "2026-01-15T11:00:00%2B01:00", 1),  # Sao Paulo, Berlin
+            ("2026-01-15T15:30:01%2B05:30", "2026-01-16T00:00:00Z", 0),  # a second after
+            ("2026-01-15T00:00:00Z", "2026-01-15T06:59:59-03:00", 0),  # a second before
+        ]:
+            response = admin.get(f"{url}?since={since}&until={until}")
+            assert response.status_code == 200, response.content
+            assert response.json()["count"] == found, (since, until)
