@@ -1,6 +1,7 @@
 """API plumbing shared by every app: pagination, error format, health checks."""
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,11 +64,20 @@ class ZonedDateTimeField(serializers.DateTimeField):
 
     default_error_messages = {
         "naive": "Give the time zone, e.g. 2026-11-24T10:00:00Z or 2026-11-24T15:30:00+05:30.",
+        "plus": "A + in a URL stands for a space: write the offset's + as %2B, e.g. 2026-11-24T15:30:00%2B05:30.",
     }
+    # 2026-11-24T15:30:00+05:30 in a query string the client did not encode: what arrives has a space for the "+".
+    # DRF's answer, that the format is YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z], is what the client sent.
+    PLUS_AS_SPACE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("default_timezone", UTC)
         super().__init__(**kwargs)
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, str) and self.PLUS_AS_SPACE.fullmatch(value.strip()):
+            self.fail("plus")
+        return super().to_internal_value(value)
 
     def enforce_timezone(self, value: datetime) -> datetime:
         if timezone.is_naive(value):

@@ -162,3 +162,15 @@ def test_filters_with_offsets_select_the_same_instants_in_every_zone(admin: APIC
             response = admin.get(f"{url}?since={since}&until={until}")
             assert response.status_code == 200, response.content
             assert response.json()["count"] == found, (since, until)
+
+
+@pytest.mark.parametrize("value", ["2026-01-15T15:30:00+05:30", "2026-01-15T13:00+03:00", "2026-01-15T11:00:00.5+0100"])
+def test_an_offset_whose_plus_became_a_space_is_explained(admin: APIClient, gate: Location, value: str) -> None:
+    """East of UTC (India, Saudi Arabia, Europe) an unencoded offset arrives as " 05:30": "+" is a space in a query
+    string. The answer says so, rather than that the format is YYYY-MM-DDThh:mm[:ss][+HH:MM|...], the one sent."""
+    for url in filtered_urls(gate):
+        response = admin.get(f"{url}?since={value}")  # as typed: not encoded
+        assert response.status_code == 400
+        assert "%2B" in response.json()["since"][0]
+        encoded = value.replace("+", "%2B")
+        assert admin.get(f"{url}?since={encoded}").status_code == 200
