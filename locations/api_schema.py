@@ -21,7 +21,9 @@ class CrowdUpdateSerializer(serializers.Serializer):
 
 
 class HistoryPointSerializer(serializers.Serializer):
-    t = serializers.DateTimeField(help_text="start of the bucket")
+    t = serializers.DateTimeField(
+        help_text="start of the bucket; buckets start on the site's wall clock (TIME_ZONE), e.g. on the hour in India"
+    )
     readings = serializers.IntegerField()
     min_count = serializers.IntegerField()
     avg_count = serializers.FloatField()

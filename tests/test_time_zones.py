@@ -4,6 +4,7 @@ TIME_ZONE is the site's zone (admin, command output, notification texts); stored
 work on absolute instants, so a wall clock jumping an hour neither raises nor hides an alert.
 """
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,8 +16,9 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken
 from alerts.engine import AlertKind
 from alerts.models import Alert
-from locations.models import CrowdLog, Location
-from locations.services import record_reading
+from locations.history import history
+from locations.models import CrowdLog, DensitySnapshot, Location
+from locations.services import SNAPSHOT_BUCKET_SECONDS, record_reading
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +176,61 @@ def test_an_offset_whose_plus_became_a_space_is_explained(admin: APIClient, gate
         assert "%2B" in response.json()["since"][0]
         encoded = value.replace("+", "%2B")
         assert admin.get(f"{url}?since={encoded}").status_code == 200
+
+
+# --- history buckets --------------------------------------------------------------------------------------------------
+
+
+def minute(location: Location, at: datetime, count: int = 10) -> None:
+    """A per-minute history row, as the write path keeps them."""
+    DensitySnapshot.objects.create(
+        location=location,
+        bucket_start=at,
+        bucket_seconds=SNAPSHOT_BUCKET_SECONDS,
+        readings=1,
+        min_count=count,
+        avg_count=count,
+        max_count=count,
+        min_occupancy=count / 2,
+        avg_occupancy=count / 2,
+        max_occupancy=count / 2,
+    )
+
+
+@override_settings(TIME_ZONE="Asia/Kolkata")
+def test_hourly_buckets_start_on_the_hour_in_india(gate: Location) -> None:
+    """India is UTC+5:30: the week chart's hours are 15:00-16:00 and 16:00-17:00 there, not UTC's 15:30-16:30."""
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    minute(gate, datetime(2026, 1, 15, 9, 35, tzinfo=UTC), 10)  # 15:05 IST
+    minute(gate, datetime(2026, 1, 15, 10, 5, tzinfo=UTC), 20)  # 15:35 IST
+    minute(gate, datetime(2026, 1, 15, 10, 35, tzinfo=UTC), 30)  # 16:05 IST
+    points = history(gate, "week", now)["points"]
+    assert [(p["t"], p["min_count"], p["max_count"]) for p in points] == [
+        ("2026-01-15T09:30:00Z", 10, 20),  # 15:00 IST
+        ("2026-01-15T10:30:00Z", 30, 30),  # 16:00 IST
+    ]
+    # The day's 10-minute buckets were on the wall clock already (+5:30 is a whole number of them).
+    assert [p["t"] for p in history(gate, "day", now)["points"]] == [
+        "2026-01-15T09:30:00Z",
+        "2026-01-15T10:00:00Z",
+        "2026-01-15T10:30:00Z",
+    ]
+
+
+@pytest.mark.parametrize(("day", "hours"), [(SPRING_FORWARD, 23), (FALL_BACK, 25)])
+@override_settings(TIME_ZONE="Europe/Berlin")
+def test_a_dst_change_day_has_23_or_25_hourly_buckets(gate: Location, day: datetime, hours: int) -> None:
+    local_midnight = datetime(day.year, day.month, day.day, tzinfo=BERLIN).astimezone(UTC)
+    next_midnight = datetime(day.year, day.month, day.day + 1, tzinfo=BERLIN).astimezone(UTC)
+    at = local_midnight
+    while at < next_midnight:
+        minute(gate, at)
+        at += timedelta(minutes=20)
+    points = history(gate, "week", next_midnight)["points"]
+    starts = [datetime.fromisoformat(p["t"]) for p in points]
+    assert len(points) == hours
+    assert [p["readings"] for p in points] == [3] * hours  # each an hour long
+    assert all(later - earlier == timedelta(hours=1) for earlier, later in itertools.pairwise(starts))
+    local_hours = [start.astimezone(BERLIN).hour for start in starts]
+    twice_or_never = [2, 2] if hours == 25 else []
+    assert local_hours == [0, 1, *twice_or_never, *range(3, 24)]
