@@ -24,6 +24,8 @@ from django.db.models import F
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
+from crowd_monitor.clock import site_time
+
 from .models import Notification, NotificationChannel
 from .sms import get_sms_backend
 
@@ -50,7 +52,7 @@ def _text(n: Notification) -> str:
     lines = [
         f"{alert.get_kind_display()} at {alert.location.name} ({alert.severity}).",
         alert.message,
-        f"Triggered at {alert.triggered_at:%Y-%m-%d %H:%M:%S %Z}.",
+        f"Triggered at {site_time(alert.triggered_at)}.",
     ]
     if alert.count is not None:
         capacity = alert.location.capacity_limit
@@ -157,7 +159,9 @@ def _without_url(text: str, url: str) -> str:
 
 
 def send_sms(n: Notification) -> None:
-    get_sms_backend().send(n.channel.target, f"{_subject(n)}: {n.alert.message}")
+    # With its time: a retried SMS may arrive up to an hour late (MAX_ATTEMPTS), and must not read as news.
+    raised = site_time(n.alert.triggered_at, "%d %b %H:%M")
+    get_sms_backend().send(n.channel.target, f"{_subject(n)}, {raised}: {n.alert.message}")
 
 
 SENDERS: dict[str, Callable[[Notification], None]] = {

@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail
 from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from alerts.engine import AlertKind
-from alerts.models import Alert
+from alerts.models import Alert, NotificationChannel
+from alerts.sms import LocmemSmsBackend
 from locations.history import history
 from locations.models import CrowdLog, DensitySnapshot, Location
 from locations.services import SNAPSHOT_BUCKET_SECONDS, record_reading
@@ -234,3 +236,53 @@ def test_a_dst_change_day_has_23_or_25_hourly_buckets(gate: Location, day: datet
     local_hours = [start.astimezone(BERLIN).hour for start in starts]
     twice_or_never = [2, 2] if hours == 25 else []
     assert local_hours == [0, 1, *twice_or_never, *range(3, 24)]
+
+
+# --- notification texts -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "triggered", "in_email", "in_sms"),
+    [
+        ("UTC", "2026-01-15T10:00:00Z", "2026-01-15 10:00:00 UTC.", ", 15 Jan 10:00 UTC: "),
+        (
+            "Asia/Kolkata",
+            "2026-01-15T10:00:00Z",
+            "2026-01-15 15:30:00 IST (UTC+05:30).",
+            ", 15 Jan 15:30 IST (UTC+05:30): ",
+        ),
+        ("Asia/Riyadh", "2026-01-15T10:00:00Z", "2026-01-15 13:00:00 UTC+03:00.", ", 15 Jan 13:00 UTC+03:00: "),
+        ("America/Sao_Paulo", "2026-01-15T10:00:00Z", "2026-01-15 07:00:00 UTC-03:00.", ", 15 Jan 07:00 UTC-03:00: "),
+        # The night the clocks go back: 02:30 twice, told apart by the offset.
+        (
+            "Europe/Berlin",
+            "2025-10-26T00:30:00Z",
+            "2025-10-26 02:30:00 CEST (UTC+02:00).",
+            "26 Oct 02:30 CEST (UTC+02:00)",
+        ),
+        (
+            "Europe/Berlin",
+            "2025-10-26T01:30:00Z",
+            "2025-10-26 02:30:00 CET (UTC+01:00).",
+            "26 Oct 02:30 CET (UTC+01:00)",
+        ),
+    ],
+)
+def test_notifications_give_the_alert_time_on_the_site_clock_with_its_zone(
+    gate: Location, django_capture_on_commit_callbacks, zone: str, triggered: str, in_email: str, in_sms: str
+) -> None:
+    """The email said UTC whatever TIME_ZONE was (admin and the commands say the site's time); the SMS said no time
+    at all, though a retried one arrives up to an hour late."""
+    for kind, target in (("EMAIL", "ops@example.com"), ("SMS", "+15550100")):
+        NotificationChannel.objects.create(name=kind, kind=kind, target=target)
+    LocmemSmsBackend.outbox.clear()
+    with override_settings(TIME_ZONE=zone), django_capture_on_commit_callbacks(execute=True):
+        record_reading(gate, 170, source=CrowdLog.Source.CAMERA)
+        Alert.objects.update(triggered_at=datetime.fromisoformat(triggered))
+    [email] = mail.outbox
+    assert f"Triggered at {in_email}" in email.body
+    [(_to, text)] = LocmemSmsBackend.outbox
+    LocmemSmsBackend.outbox.clear()
+    assert in_sms in text
+    assert text.startswith("[Crowd Monitor] WARNING Overcrowding alert at Gate A, ")
+    assert text.endswith(": Occupancy 85.0% is at or above the alert threshold of 80%.")
