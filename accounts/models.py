@@ -117,7 +117,8 @@ class AuditLog(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_username or 'system'} {self.action} {self.object_repr}"
+        at = timezone.localtime(self.at)  # the site's time, as admin shows the entry's `at` beside it
+        return f"{at:%Y-%m-%d %H:%M:%S} {self.actor_username or 'system'} {self.action} {self.object_repr}"
 
 
 class Access(models.Model):

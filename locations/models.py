@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from crowd_monitor.redaction import redact_uri
 
@@ -191,7 +192,7 @@ class CameraCount(models.Model):
     quality = models.JSONField(null=True, blank=True, help_text="The counter's judgement of this count, if any.")
 
     def __str__(self) -> str:
-        return f"{self.camera} {self.count} @ {self.at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.camera} {self.count} @ {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}"
 
 
 class CrowdLog(models.Model):
@@ -222,7 +223,7 @@ class CrowdLog(models.Model):
         indexes = [models.Index(fields=["location", "-timestamp"], name="crowdlog_location_time")]
 
     def __str__(self) -> str:
-        return f"{self.location} {self.count} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+        return f"{self.location} {self.count} @ {timezone.localtime(self.timestamp):%Y-%m-%d %H:%M:%S}"
 
     @property
     def camera_count(self) -> int:
@@ -275,7 +276,7 @@ class DensitySnapshot(models.Model):
         indexes = [models.Index(fields=["location", "bucket_seconds", "-bucket_start"], name="snapshot_location_time")]
 
     def __str__(self) -> str:
-        return f"{self.location} {self.bucket_start:%Y-%m-%d %H:%M} ({self.bucket_seconds}s)"
+        return f"{self.location} {timezone.localtime(self.bucket_start):%Y-%m-%d %H:%M} ({self.bucket_seconds}s)"
 
 
 class CameraFrame(models.Model):
@@ -290,7 +291,7 @@ class CameraFrame(models.Model):
     captured_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.camera} @ {self.captured_at:%H:%M:%S}"
+        return f"{self.camera} @ {timezone.localtime(self.captured_at):%H:%M:%S}"
 
 
 def validate_heads(value: object) -> None:
@@ -323,4 +324,4 @@ class CalibrationFrame(models.Model):
         ordering = ["camera", "captured_at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.camera} @ {self.captured_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.camera} @ {timezone.localtime(self.captured_at):%Y-%m-%d %H:%M:%S}"

@@ -12,9 +12,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.test import override_settings
+from django.urls import reverse
 from rest_framework.test import APIClient
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, AuditLog
 from alerts.engine import AlertKind
 from alerts.models import Alert, NotificationChannel
 from alerts.sms import LocmemSmsBackend
@@ -286,3 +287,24 @@ def test_notifications_give_the_alert_time_on_the_site_clock_with_its_zone(
     assert in_sms in text
     assert text.startswith("[Crowd Monitor] WARNING Overcrowding alert at Gate A, ")
     assert text.endswith(": Occupancy 85.0% is at or above the alert threshold of 80%.")
+
+
+# --- admin ----------------------------------------------------------------------------------------------------------
+
+
+@override_settings(TIME_ZONE="Asia/Kolkata")
+def test_admin_pages_name_an_entry_by_the_time_its_fields_show(admin_client, gate: Location) -> None:
+    """Admin shows times in TIME_ZONE; an audit entry's or a reading's title (breadcrumbs, heading) showed UTC beside
+    them, unlabelled: "2026-01-15 10:00:00 ..." over "At: Jan. 15, 2026, 3:30 p.m."."""
+    at = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)  # 15:30 IST
+    entry = AuditLog.objects.create(at=at, actor_username="asha", action="update", object_type="x", object_id="1")
+    log = record_reading(gate, 12, source=CrowdLog.Source.API, at=at)
+    snapshot = DensitySnapshot.objects.get()
+    for obj, url in [
+        (entry, reverse("admin:accounts_auditlog_change", args=[entry.pk])),
+        (log, reverse("admin:locations_crowdlog_change", args=[log.pk])),
+        (snapshot, reverse("admin:locations_densitysnapshot_change", args=[snapshot.pk])),
+    ]:
+        assert "2026-01-15 15:30" in str(obj)
+        page = admin_client.get(url).content.decode()
+        assert "2026-01-15 15:30" in page and "2026-01-15 10:00" not in page
