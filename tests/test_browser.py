@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,7 +100,8 @@ class Watched:
 def open_page(
     live_asgi_server: LiveAsgiServer, session_cookie_for: Callable, off_loop: Callable
 ) -> Iterator[Callable[..., Watched]]:
-    """`open_page(user=None, path="/", width=1440, height=900)`: a page in a fresh context, signed in as `user`.
+    """`open_page(user=None, path="/", width=1440, height=900, timezone_id=None)`: a page in a fresh context, signed
+    in as `user`, with the browser's clock in `timezone_id` (an IANA name; default: the machine's).
 
     Chromium starts on the first call, so a test sets up its data before; from then on, server-side code goes
     through `off_loop`. It stops before the live server and the database are torn down.
@@ -108,7 +109,9 @@ def open_page(
     started: dict[str, Any] = {}
     cookies: dict[int, str] = {}  # one session per user: signing in again would write while pages read
 
-    def open_(user: Any = None, path: str = "/", width: int = 1440, height: int = 900) -> Watched:
+    def open_(
+        user: Any = None, path: str = "/", width: int = 1440, height: int = 900, timezone_id: str | None = None
+    ) -> Watched:
         if user is not None and user.pk not in cookies:
             cookies[user.pk] = off_loop(session_cookie_for, user)
         cookie = cookies.get(user.pk) if user is not None else None
@@ -116,7 +119,7 @@ def open_page(
             started["playwright"] = playwright_sync.sync_playwright().start()
             started["browser"] = launch_chromium(started["playwright"])
         context = started["browser"].new_context(
-            viewport={"width": width, "height": height}, base_url=live_asgi_server.url
+            viewport={"width": width, "height": height}, base_url=live_asgi_server.url, timezone_id=timezone_id
         )
         if cookie is not None:
             context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_asgi_server.url}])
@@ -528,6 +531,28 @@ def test_alert_log_filters_and_live_rows(open_page: Callable, off_loop: Callable
     watched.screenshot("alerts")
     unexpected = [error for error in watched.errors if "status of 400" not in error]  # the refused range
     assert not unexpected, unexpected
+
+
+def test_raised_until_a_minute_takes_in_the_whole_minute(open_page: Callable, operator: Any) -> None:
+    """The "Raised until 16:05" field (datetime-local, to the minute) went to the API as 16:05:00.000: an alert raised
+    at 16:05:30 was left out of the list, though the same alert arriving live was shown (the page's own filter takes
+    in the whole minute)."""
+    gate = place("Gate A", capacity=100)
+    record_reading(gate, 90, source="api")
+    inside = Alert.objects.get()
+    record_reading(place("Gate B", capacity=100, lat=51.4), 90, source="api")
+    after = Alert.objects.exclude(pk=inside.pk).get()
+    # 16:05:30 and 16:06:00 in India (UTC+5:30), the browser's zone.
+    Alert.objects.filter(pk=inside.pk).update(triggered_at=datetime(2026, 1, 15, 10, 35, 30, tzinfo=UTC))
+    Alert.objects.filter(pk=after.pk).update(triggered_at=datetime(2026, 1, 15, 10, 36, tzinfo=UTC))
+
+    page = open_page(operator, "/alerts/", timezone_id="Asia/Kolkata").page
+    wait_live(page)
+    page.get_by_label("Raised from").fill("2026-01-15T16:00")
+    page.get_by_label("Raised until").fill("2026-01-15T16:05")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#alerts-summary")).to_have_text("Showing 1 of 1 alerts")
+    expect(page.locator("#alert-log .alert-item")).to_have_id(f"alert-{inside.pk}")
 
 
 def test_an_alert_raised_while_the_log_loads_stays_in_it(

@@ -38,6 +38,8 @@
       let value = values[name];
       if (name === "since" || name === "until") {
         const date = new Date(value);
+        // "Until 16:05" takes in the whole of that minute, as matches() does for the rows arriving live.
+        if (name === "until") date.setTime(date.getTime() + 59999);
         value = isNaN(date) ? value : date.toISOString(); // let the server reject what is not a date
       }
       params.set(name, value);
