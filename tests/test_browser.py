@@ -666,6 +666,40 @@ def camera_details(width: int, height: int, **quality: Any) -> dict[str, Any]:
     return {"frame_size": [width, height], "boxes": BUS_BOXES, "quality": {**engine, **quality}}
 
 
+def test_history_ticks_stand_on_the_operators_wall_clock(open_page: Callable, operator: Any) -> None:
+    """The week chart's day ticks stood at round numbers of epoch milliseconds: "Mon 30" at Monday 06:23 (the hours
+    before it looked like Sunday's), with days skipped; the day chart's at 02:50, 08:23, ... Now on the wall clock of
+    the browser (here India, UTC+5:30): midnights, every 4 hours, every 10 minutes."""
+    hall = place("Hall", capacity=50)
+    record_reading(hall, 10, source="api")
+    watched = open_page(operator, f"/locations/{hall.pk}/", timezone_id="Asia/Kolkata")
+    page = watched.page
+    wait_live(page)
+    read_ticks = """() => Chart.getChart(document.getElementById("history-chart")).scales.x.ticks.map(
+        (tick) => { const d = new Date(tick.value); return [d.getHours() * 60 + d.getMinutes(), tick.label]; })"""
+    for range_name, minutes, count in [("week", 1440, 7), ("day", 240, 6), ("hour", 10, 6)]:
+        page.locator(f'button[data-range="{range_name}"]').click()
+        expect(page.locator(f'button[data-range="{range_name}"]')).to_have_attribute("aria-pressed", "true")
+        page.wait_for_function(
+            f"() => Chart.getChart(document.getElementById('history-chart')).options.scales.x.min"
+            f" < Date.now() - {minutes * 60000 * 0.9}"
+        )
+        ticks = page.evaluate(read_ticks)
+        assert count <= len(ticks) <= count + 1, (range_name, ticks)
+        assert all(minute % minutes == 0 for minute, _label in ticks), (range_name, ticks)
+        labels = [label for _minute, label in ticks]
+        assert len(set(labels)) == len(labels), (range_name, labels)
+    # The night the clocks go back in Berlin, five hours from local midnight: six ticks an hour apart, 02:00 twice.
+    berlin = open_page(operator, f"/locations/{hall.pk}/", timezone_id="Europe/Berlin").page
+    hours = berlin.evaluate(
+        """() => CM.localTicks(Date.parse("2025-10-25T22:00:00Z"), Date.parse("2025-10-26T04:00:00Z"), "time")
+            .map((tick) => [new Date(tick.value).getHours(), tick.value])"""
+    )
+    assert [hour for hour, _ in hours] == [0, 1, 2, 2, 3, 4, 5]
+    assert {later - earlier for (_, earlier), (_, later) in itertools.pairwise(hours)} == {3600_000}
+    assert not watched.errors, watched.errors
+
+
 def test_location_page_says_how_far_the_camera_count_can_be_trusted(
     open_page: Callable, off_loop: Callable, operator: Any
 ) -> None:
