@@ -48,8 +48,12 @@ class AlertFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Alert.Status.choices, required=False)
     kind = serializers.ChoiceField(choices=Alert._meta.get_field("kind").choices, required=False)
     location = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)  # a 64-bit id
-    since = ZonedDateTimeField(required=False, help_text="Alerts triggered at or after this time (ISO-8601).")
-    until = ZonedDateTimeField(required=False, help_text="Alerts triggered at or before this time (ISO-8601).")
+    since = ZonedDateTimeField(
+        required=False, naive_is_utc=True, help_text="Alerts triggered at or after this time (ISO-8601)."
+    )
+    until = ZonedDateTimeField(
+        required=False, naive_is_utc=True, help_text="Alerts triggered at or before this time (ISO-8601)."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:

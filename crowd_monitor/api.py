@@ -48,18 +48,20 @@ class StandardPagination(PageNumberPagination):
 
 
 # How the API's time parameters are described in its schema.
-ZONED = "ISO-8601 with a time zone (Z or an offset such as +05:30); a time without one is refused"
+ZONED = "ISO-8601 with a time zone (Z or an offset such as +05:30, its + written %2B); without one, UTC"
 
 
 class ZonedDateTimeField(serializers.DateTimeField):
     """An ISO-8601 time that says its time zone (`Z` or an offset), as an aware datetime in UTC.
 
-    Every time the API takes, a reading's timestamp as well as the `since` / `until` filters, is one of these. A time
-    without a zone is refused rather than guessed: DRF would read it in the server's TIME_ZONE, which the client
-    does not know (a device reporting local time, an integrator in another country), and on a DST change day a
-    wall-clock time can occur twice or not at all. Values come back in UTC, whatever TIME_ZONE is: a time near the
-    ends of the calendar that exists in UTC must not overflow (a 500, or a 400 in one zone and not in another) for
-    being converted to the site's zone.
+    Every time the API takes, a reading's timestamp as well as the `since` / `until` filters, is one of these. A
+    reading's timestamp without a zone is refused rather than guessed: DRF would read it in the server's TIME_ZONE,
+    which the client does not know (a device reporting local time, an integrator in another country), and on a DST
+    change day a wall-clock time can occur twice or not at all; a stored reading must say when it was counted. A
+    filter's time without a zone (`naive_is_utc`) is read as UTC, as it always was on a site in UTC: it only chooses
+    what to show, and clients that send `datetime.utcnow().isoformat()` keep working wherever the server is. Values
+    come back in UTC, whatever TIME_ZONE is: a time near the ends of the calendar that exists in UTC must not
+    overflow (a 500, or a 400 in one zone and not in another) for being converted to the site's zone.
     """
 
     default_error_messages = {
@@ -70,7 +72,8 @@ class ZonedDateTimeField(serializers.DateTimeField):
     # DRF's answer, that the format is YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z], is what the client sent.
     PLUS_AS_SPACE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?")
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, naive_is_utc: bool = False, **kwargs: Any) -> None:
+        self.naive_is_utc = naive_is_utc
         kwargs.setdefault("default_timezone", UTC)
         super().__init__(**kwargs)
 
@@ -81,7 +84,9 @@ class ZonedDateTimeField(serializers.DateTimeField):
 
     def enforce_timezone(self, value: datetime) -> datetime:
         if timezone.is_naive(value):
-            self.fail("naive")
+            if not self.naive_is_utc:
+                self.fail("naive")
+            value = value.replace(tzinfo=UTC)
         return super().enforce_timezone(value)
 
 

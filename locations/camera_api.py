@@ -59,8 +59,8 @@ class CameraFilterSerializer(serializers.Serializer):
 
 
 class HeatmapQuerySerializer(serializers.Serializer):
-    since = ZonedDateTimeField(required=False)
-    until = ZonedDateTimeField(required=False)
+    since = ZonedDateTimeField(required=False, naive_is_utc=True)
+    until = ZonedDateTimeField(required=False, naive_is_utc=True)
     cols = serializers.IntegerField(required=False, min_value=4, max_value=128, default=32)
     rows = serializers.IntegerField(required=False, min_value=3, max_value=96, default=24)
 

@@ -154,8 +154,8 @@ class ReadingSerializer(serializers.Serializer):
 
 
 class ReadingFilterSerializer(serializers.Serializer):
-    since = ZonedDateTimeField(required=False)
-    until = ZonedDateTimeField(required=False)
+    since = ZonedDateTimeField(required=False, naive_is_utc=True)
+    until = ZonedDateTimeField(required=False, naive_is_utc=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
