@@ -6,11 +6,12 @@ in-memory channel layer, so a fresh checkout needs nothing installed beyond requ
 """
 
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import dj_database_url
 from decouple import Csv, config
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url as redis_parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -134,10 +135,14 @@ if CHANNEL_LAYER_KIND not in ("pubsub", "core"):
     raise ImproperlyConfigured("CHANNEL_LAYER_KIND must be pubsub or core.")
 
 
-def _redis_db(url: str) -> str:
-    """The database number in a Redis URL: redis://host:6379/5 or redis://host:6379?db=5 (0 when not given)."""
-    parts = urlsplit(url)
-    return parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db") or "0"
+def _redis_db(url: str) -> int:
+    """The database number redis-py connects to for a Redis URL (0 when not given), read as redis-py reads it:
+    redis://host:6379/5 or redis://host:6379?db=5 (the query wins over the path), unix:///run/redis.sock?db=5 (a
+    socket's path is no database number)."""
+    try:
+        return int(redis_parse_url(url).get("db") or 0) if url else 0
+    except ValueError:  # not a Redis URL: connecting fails with redis-py's own message
+        return 0
 
 
 # Redis Pub/Sub channels belong to the whole Redis server, not to one of its numbered databases: two deployments
@@ -145,7 +150,7 @@ def _redis_db(url: str) -> str:
 # updates and alerts, and operators saw, counted and tried to handle alerts of places that are not theirs. The
 # channel names' prefix therefore names the database (db 0 keeps channels-redis' own "asgi").
 CHANNEL_LAYER_PREFIX = config(
-    "CHANNEL_LAYER_PREFIX", default="asgi" if _redis_db(REDIS_URL) == "0" else f"asgi-db{_redis_db(REDIS_URL)}"
+    "CHANNEL_LAYER_PREFIX", default="asgi" if _redis_db(REDIS_URL) == 0 else f"asgi-db{_redis_db(REDIS_URL)}"
 )
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -634,6 +634,16 @@ def test_deployments_on_different_redis_databases_do_not_hear_each_others_update
     asyncio.run(scenario())
 
 
+def test_the_channel_prefix_names_the_database_redis_py_connects_to() -> None:
+    """The prefix follows the database redis-py itself reads from REDIS_URL: deployments on one Redis socket
+    (unix:///run/redis.sock?db=3 and ?db=4) got the same prefix from the socket's path, and heard each other's
+    updates; a URL whose ?db= overrides its path got the path's prefix, not the database's."""
+    three, four = _channel_prefix_for("unix:///run/redis.sock?db=3"), _channel_prefix_for("unix:///run/redis.sock?db=4")
+    assert (three, four) == ("asgi-db3", "asgi-db4")
+    assert _channel_prefix_for("unix:///run/redis.sock") == "asgi"  # database 0
+    assert _channel_prefix_for("redis://127.0.0.1:6379/0?db=3") == "asgi-db3"  # redis-py connects to database 3
+
+
 def test_http_requests_leave_no_database_connection_open(live_asgi_server: LiveAsgiServer) -> None:
     """Under ASGI each request runs in a thread of its own, and a connection kept for reuse (DB_CONN_MAX_AGE, 60 s by
     default) was never reused: in a surge of 30 readings a second the web process held up to 91 of PostgreSQL's 100
