@@ -54,6 +54,8 @@ def _text(n: Notification) -> str:
         alert.message,
         f"Triggered at {site_time(alert.triggered_at)}.",
     ]
+    if n.event == "escalated":  # the alert's own time is when it was first raised, maybe long before
+        lines.append(f"Escalated to {alert.severity} at {site_time(n.created_at)}.")
     if alert.count is not None:
         capacity = alert.location.capacity_limit
         lines.append(f"Count {alert.count}, occupancy {alert.occupancy_percentage}% of capacity {capacity}.")
@@ -159,8 +161,9 @@ def _without_url(text: str, url: str) -> str:
 
 
 def send_sms(n: Notification) -> None:
-    # With its time: a retried SMS may arrive up to an hour late (MAX_ATTEMPTS), and must not read as news.
-    raised = site_time(n.alert.triggered_at, "%d %b %H:%M")
+    # With its time: a retried SMS may arrive up to an hour late (MAX_ATTEMPTS), and must not read as news. An
+    # escalation's time is when it escalated (its notification was written then), not when the alert was first raised.
+    raised = site_time(n.created_at if n.event == "escalated" else n.alert.triggered_at, "%d %b %H:%M")
     get_sms_backend().send(n.channel.target, f"{_subject(n)}, {raised}: {n.alert.message}")
 
 

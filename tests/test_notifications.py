@@ -218,6 +218,30 @@ def test_alert_is_sent_by_sms(gate: Location, on_commit: Callable[[], Any]) -> N
     assert Notification.objects.get().status == "SENT"
 
 
+def test_an_escalation_says_when_it_escalated_not_only_when_the_alert_was_raised(
+    gate: Location, on_commit: Callable[[], Any]
+) -> None:
+    """Escalation emails and texts gave only the alert's first trigger time: a place over capacity for minutes read
+    as if it had escalated when the first warning came, maybe half an hour before."""
+    channel("EMAIL", "duty@example.com")
+    channel("SMS", "+15550100")
+    with on_commit():
+        overcrowd(gate, 170)  # WARNING
+    Alert.objects.update(triggered_at=timezone.now() - timedelta(minutes=25))  # raised 25 minutes ago
+    with on_commit():
+        overcrowd(gate, 205)  # over capacity now: CRITICAL
+    escalated = Notification.objects.filter(event="escalated", channel__kind="EMAIL").get()
+    raised, escalated_at = (
+        notifiers.site_time(at, "%d %b %H:%M") for at in (Alert.objects.get().triggered_at, escalated.created_at)
+    )
+    assert raised != escalated_at
+    email = mail.outbox[-1]
+    assert "escalated" in email.subject
+    assert f"Escalated to CRITICAL at {notifiers.site_time(escalated.created_at)}." in email.body
+    (_, _first), (_, second) = LocmemSmsBackend.outbox
+    assert escalated_at in second and raised not in second
+
+
 # --- webhooks ------------------------------------------------------------------------------------------------------
 
 
