@@ -151,14 +151,26 @@ def test_the_command_refusing_days_0_exits_non_zero(tmp_path: Path) -> None:
     assert "--days must be from 1 to 36500, not 0." in result.stderr
 
 
-@pytest.mark.parametrize("value", ["-1", "1.5", "ninety"])
-def test_a_bad_retention_in_the_environment_stops_the_start(value: str) -> None:
-    env = {**os.environ, "READING_RETENTION_DAYS": value, "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        *[
+            ("READING_RETENTION_DAYS", value, "a whole number of days from 0 to 36500")
+            for value in ("-1", "1.5", "ninety")
+        ],
+        *[
+            ("HISTORY_RETENTION_DAYS", value, "0 (keep the history forever) or a whole number of days from 7")
+            for value in ("3", "-1", "a year")
+        ],
+    ],
+)
+def test_a_bad_retention_in_the_environment_stops_the_start(setting: str, value: str, message: str) -> None:
+    env = {**os.environ, setting: value, "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert "READING_RETENTION_DAYS must be a whole number of days from 0 to 36500" in result.stderr
+    assert f"{setting} must be {message}" in result.stderr
     assert f"not {value!r}." in result.stderr
 
 
@@ -268,19 +280,6 @@ def test_the_command_refuses_history_shorter_than_the_week_chart_and_deletes_not
         call_command("prune_readings", "--days", "1", "--history-days", days, stdout=StringIO())
     assert history_ages(history, now) == [10, 8, 6, 0]
     assert CrowdLog.objects.filter(location=history).count() == 4
-
-
-@pytest.mark.parametrize("value", ["3", "-1", "a year"])
-def test_a_bad_history_retention_in_the_environment_stops_the_start(value: str) -> None:
-    env = {**os.environ, "HISTORY_RETENTION_DAYS": value, "DJANGO_SETTINGS_MODULE": "crowd_monitor.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], env=env, cwd=REPO, capture_output=True, text=True
-    )
-    assert result.returncode != 0
-    assert "HISTORY_RETENTION_DAYS must be 0 (keep the history forever) or a whole number of days from 7" in (
-        result.stderr
-    )
-    assert f"not {value!r}." in result.stderr
 
 
 @pytest.mark.django_db(transaction=True)
