@@ -199,11 +199,16 @@ def test_detect_image_finds_the_four_people_on_the_bus() -> None:
     out = StringIO()
     call_command("detect_image", str(BUS), "--json", stdout=out)
     result = json.loads(out.getvalue())
+    # Exactly the object of the detection contract (DESIGN.md), nothing more: integrators and benchmarks parse it.
+    assert set(result) == {"image", "count", "boxes"}
     assert result["image"] == str(BUS)
     assert result["count"] == 4
     assert len(result["boxes"]) == 4
     for x1, y1, x2, y2, conf in result["boxes"]:
         assert 0 <= x1 < x2 and 0 <= y1 < y2 and 0.25 <= conf <= 1
+    out = StringIO()
+    call_command("detect_image", str(BUS), "--json", "--quality", stdout=out)
+    assert json.loads(out.getvalue())["quality"]["mode_used"]
 
 
 @needs_model
