@@ -7,10 +7,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 class HealthCheckMiddleware:
-    """Answers `/healthz` before host validation and HTTPS redirects.
+    """Answers `/healthz` and `/readyz` before host validation and HTTPS redirects.
 
     Load balancers and orchestrators probe with internal host names over plain HTTP; liveness
-    means only "the process answers", so it needs neither the database nor ALLOWED_HOSTS.
+    means only "the process answers", so it needs neither the database nor ALLOWED_HOSTS. Readiness
+    checks the database and the channel layer, and answers the same probes whatever Host they send.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -19,6 +20,10 @@ class HealthCheckMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path == "/healthz":
             return JsonResponse({"status": "ok"})
+        if request.path == "/readyz":
+            from .api import readyz  # not at import time: the API plumbing needs the apps loaded
+
+            return readyz(request)
         return self.get_response(request)
 
 

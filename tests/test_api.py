@@ -356,6 +356,17 @@ def test_health_checks() -> None:
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "channel_layer": "ok"}}
 
 
+def test_health_checks_answer_probes_by_any_host_name() -> None:
+    """Orchestrators probe with the pod's address or an internal name, not a host in ALLOWED_HOSTS: readiness is
+    for anyone, like liveness, not a 400 page about the Host header."""
+    client = APIClient(HTTP_HOST="10.1.2.3:8000")
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "channel_layer": "ok"}}
+    assert client.get("/api/locations/").status_code == 400  # everything else still checks the host
+
+
 # --- permissions ---------------------------------------------------------------------------------------------------
 
 
