@@ -314,6 +314,31 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path) -> None:
     assert "SIGTERM received" in output and "Stopped after recording" in output
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_worker_starts_up_stops_it_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
+    """Ctrl+C (or a supervisor's SIGTERM) in the first seconds, while Django and the detection libraries are still
+    being imported, used to end the worker with a KeyboardInterrupt traceback (or killed by SIGTERM, exit -15)."""
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}"}
+    # The signal lands in the middle of Django's imports, as a real Ctrl+C just after starting does.
+    script = f"""
+import os, runpy, sys
+class SignalDuringStartup:
+    def find_spec(self, name, path=None, target=None):
+        if name == "django.core.management":
+            os.kill(os.getpid(), {int(signum)})
+        return None
+sys.meta_path.insert(0, SignalDuringStartup())
+sys.argv = ["manage.py", "run_detection", "--source", {str(BUS)!r}, "--location", "1", "--interval", "0.5"]
+runpy.run_path("manage.py", run_name="__main__")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and f"{signum.name} received" in output
+
+
 class ScriptedCamera(ThreadingHTTPServer):
     """An HTTP snapshot camera (a live source: every read fetches a new picture) serving `pictures` in turn."""
 
