@@ -11,7 +11,8 @@ django_asgi_app = get_asgi_application()
 from asgiref.sync import SyncToAsync  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.signals import request_finished  # noqa: E402
 from django.db import connections  # noqa: E402
 
@@ -32,11 +33,31 @@ def close_request_thread_connections(**kwargs: object) -> None:
         connections.close_all()
 
 
+class SiteOriginValidator(OriginValidator):
+    """Channels' AllowedHostsOriginValidator, except that a handshake without an Origin header is let through to
+    the consumer, which still requires a signed-in user.
+
+    Cross-site WebSocket hijacking needs a browser, and browsers always send Origin with a WebSocket handshake: a
+    foreign one (or "null") is refused here. A client that sends none is a program that holds the session cookie
+    itself (a script, the websockets or Channels test client), for which Origin proves nothing.
+    """
+
+    def valid_origin(self, parsed_origin: object) -> bool:
+        return parsed_origin is None or super().valid_origin(parsed_origin)
+
+
+def site_origin_validator(application: object) -> SiteOriginValidator:
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:  # as Django and Channels do
+        allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
+    return SiteOriginValidator(application, allowed_hosts)
+
+
 request_finished.connect(close_request_thread_connections, dispatch_uid="crowd_monitor.asgi.close_connections")
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": site_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

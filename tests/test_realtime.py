@@ -304,6 +304,34 @@ def test_handshakes_refused_for_anonymous_foreign_origin_and_unknown_location(
     assert accepted == no_data_state(gate)
 
 
+def test_a_signed_in_client_that_sends_no_origin_is_let_in(
+    live_asgi_server: LiveAsgiServer, operator: Any, session_cookie_for: Callable[[Any], str]
+) -> None:
+    """Browsers always send Origin with a WebSocket handshake, so cross-site hijacking comes with a foreign one (refused
+    above). A client that sends none is a program holding the session itself (a script, the websockets or Channels
+    test client): the contract lets any signed-in user watch, so it is let in; without a session it is not."""
+    gate = Location.objects.create(name="Gate", capacity_limit=100)
+    sessionid = session_cookie_for(operator)
+
+    async def attempt(path: str, headers: dict[str, str]) -> Any:
+        try:
+            async with connect(live_asgi_server.ws_url + path, additional_headers=headers, proxy=None) as ws:
+                return await receive(ws)
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    async def scenario() -> list[Any]:
+        cookie = {"Cookie": f"sessionid={sessionid}"}
+        return [
+            await attempt(f"/ws/crowd/{gate.pk}/", cookie),
+            await attempt("/ws/crowd/", cookie),
+            await attempt("/ws/crowd/", {}),  # anonymous
+            await attempt("/ws/crowd/", {**cookie, "Origin": "null"}),  # a sandboxed page: an origin, not ours
+        ]
+
+    assert asyncio.run(scenario()) == [no_data_state(gate), no_data_state(gate), 403, 403]
+
+
 def test_a_path_with_no_websocket_route_is_refused_not_a_server_error(
     live_asgi_server: LiveAsgiServer, operator: Any, session_cookie_for: Callable[[Any], str]
 ) -> None:
