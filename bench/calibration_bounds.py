@@ -10,7 +10,8 @@ and how far a correction of the product's person boxes can go:
 - `box model`    : calibrate_camera's box model (detection/counting/calibration.py: a per-camera logistic model of
                    which boxes down to confidence 0.01 are people, plus the people no box finds), fitted on the fit
                    frames' clicked heads; on the boxes of the frame and its mirror image pooled (what the product
-                   stores), and on the frame's own boxes only (`box model, frame`: models stored before mirroring);
+                   stores: one model per pooling overlap, their counts averaged), and on the frame's own boxes only
+                   (`box model, frame`: models stored before mirroring);
                    `box model, all`: fitted on every frame and measured on the same frames, the best its features
                    allow;
 - `oracle F`     : keep exactly the boxes down to confidence F that match a clicked head (no false box, no
@@ -77,12 +78,12 @@ def main() -> int:
         errors = []
         for fit in fits:
             model = calib.fit_box_model([labelled[i] for i in fit])
-            errors.append(held_back_mae(np.array([model.count(f.boxes, f.width, f.height) for f in labelled]), fit))
+            errors.append(held_back_mae(np.array([model.count(f.views, f.width, f.height) for f in labelled]), fit))
         boxes = np.mean([len(f.boxes) for f in labelled])
         report(method, errors, f"{boxes:.0f} candidate boxes, {seconds[mirrored] / n * 1000:.0f} ms per frame")
     # What the box model can do at best on these features: fitted on every frame, measured on the same frames.
     everything = calib.fit_box_model(pooled)
-    in_sample = np.array([everything.count(f.boxes, f.width, f.height) for f in pooled])
+    in_sample = np.array([everything.count(f.views, f.width, f.height) for f in pooled])
     report("box model, all", [float(np.mean(np.abs(in_sample - truth)))], f"fitted on all {n} frames, measured on them")
 
     def oracle(method: str, labelled: list, floor: float) -> None:
@@ -122,9 +123,9 @@ def count_frames(data: Path, model: str) -> tuple[list, list, np.ndarray, dict[b
         heads = np.asarray(points[name], dtype=float).reshape(-1, 2)
         for labelled, mirrored in ((frames, False), (pooled, True)):
             began = time.perf_counter()
-            boxes, _ = engine.candidates(image, None, calib.BOX_FLOOR, mirrored)
+            views, _ = engine.candidate_views(image, None, calib.BOX_FLOOR, mirrored)
             seconds[mirrored] += time.perf_counter() - began
-            labelled.append(calib.LabelledFrame(boxes, heads, width, height))
+            labelled.append(calib.LabelledFrame(views, heads, width, height))
         elapsed = time.perf_counter() - started
         print(f"\rcounting {index}/{len(names)} frames ({elapsed:.0f} s)", end="", file=sys.stderr)
     print(file=sys.stderr)

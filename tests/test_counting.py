@@ -214,7 +214,7 @@ def synthetic_frame(rng: np.random.Generator, people: int) -> calib.LabelledFram
     for _ in range(people // 2):
         x, y = rng.uniform(40, 600), rng.uniform(60, 400)
         boxes.append([x - 40, y, x + 40, y + 30, rng.uniform(0.01, 0.2)])
-    return calib.LabelledFrame(np.array(boxes), np.array(heads), 640, 480)
+    return calib.LabelledFrame((np.array(boxes),), np.array(heads), 640, 480)
 
 
 def test_heads_match_one_box_each_and_a_second_box_on_a_person_stays_unmatched() -> None:
@@ -237,7 +237,7 @@ def test_box_model_learns_which_boxes_are_people() -> None:
     errors, raw_errors = [], []
     for _ in range(20):
         frame = synthetic_frame(rng, int(rng.integers(5, 60)))
-        errors.append(abs(model.count(frame.boxes, 640, 480) - len(frame.heads)))
+        errors.append(abs(model.count(frame.views, 640, 480) - len(frame.heads)))
         raw_errors.append(abs(int((frame.boxes[:, 4] >= 0.1).sum()) - len(frame.heads)))
     # A confidence threshold miscounts (weak people lost, faint boxes kept); the model weighs each box instead.
     assert np.mean(errors) < 1.5 < np.mean(raw_errors)
@@ -245,13 +245,60 @@ def test_box_model_learns_which_boxes_are_people() -> None:
     stored = calib.Calibration("boxes", "detect", boxes=model).to_json()
     loaded = calib.Calibration.from_json(json.loads(json.dumps(stored)))
     assert loaded is not None and loaded.boxes is not None
-    assert loaded.boxes.count(frame.boxes, 640, 480) == pytest.approx(model.count(frame.boxes, 640, 480), abs=0.05)
+    assert loaded.boxes.count(frame.views, 640, 480) == pytest.approx(model.count(frame.views, 640, 480), abs=0.05)
     # A damaged box model is not applied (the camera counts uncalibrated) rather than guessed at.
-    assert calib.Calibration.from_json({**stored, "boxes": {"weights": [1.0]}}) is None
-    # Models stored before mirroring keep judging the frame's own boxes, as they were fitted.
-    assert not model.mirrored and calib.fit_box_model([frame], mirrored=True).mirrored
-    earlier = {**stored, "boxes": {k: v for k, v in stored["boxes"].items() if k != "mirrored"}}
+    for damaged in ({"weights": [1.0]}, [stored["boxes"][0], {"weights": [1.0]}], [], "boxes"):
+        assert calib.Calibration.from_json({**stored, "boxes": damaged}) is None, damaged
+    # Models stored before mirroring (one object, no "mirrored") keep judging the frame's own boxes, as fitted.
+    assert not model.mirrored and len(model.members) == 1
+    earlier = {**stored, "boxes": {k: v for k, v in stored["boxes"][0].items() if k not in ("mirrored", "pool_iou")}}
     assert not calib.Calibration.from_json(earlier).boxes.mirrored
+
+
+def test_a_mirrored_box_model_averages_one_model_per_pooling_overlap() -> None:
+    """The frame's boxes and its mirror image's are two views; which of their boxes are one person is a guess at some
+    overlap, so one model is fitted per overlap (calib.POOL_IOUS) and the count is the mean of theirs."""
+    rng = np.random.default_rng(3)
+
+    def two_views(people: int) -> calib.LabelledFrame:
+        frame = synthetic_frame(rng, people)
+        # The mirror image finds the same people, a little shifted, with other confidences.
+        other = frame.views[0] + np.array([3.0, 2.0, 3.0, 2.0, 0.0])
+        other[:, 4] = np.clip(other[:, 4] * rng.uniform(0.5, 1.5, len(other)), 0.01, 0.95)
+        return calib.LabelledFrame((frame.views[0], other), frame.heads, 640, 480)
+
+    model = calib.fit_box_model([two_views(int(rng.integers(10, 40))) for _ in range(10)])
+    assert model.mirrored and [m.pool_iou for m in model.members] == list(calib.POOL_IOUS)
+    frame = two_views(30)
+    members = [m.probabilities(m.candidates(frame.views), 640, 480).sum() + m.missed for m in model.members]
+    assert members[0] != members[1]  # the overlaps pool different candidates
+    assert model.count(frame.views, 640, 480) == pytest.approx(np.mean(members))
+    assert abs(model.count(frame.views, 640, 480) - 30) < 3
+    stored = json.loads(json.dumps(calib.Calibration("boxes", "detect", boxes=model).to_json()))
+    loaded = calib.Calibration.from_json(stored).boxes
+    assert loaded.count(frame.views, 640, 480) == pytest.approx(model.count(frame.views, 640, 480), abs=0.05)
+    # A mirrored model stored before the overlaps were (one object) judged the views pooled at 0.5, and still does.
+    assert calib.Calibration.from_json({**stored, "boxes": {**stored["boxes"][1], "pool_iou": None}}) is None
+    earlier = {k: v for k, v in stored["boxes"][1].items() if k != "pool_iou"}
+    loaded = calib.Calibration.from_json({**stored, "boxes": earlier}).boxes
+    only = model.members[1]
+    expected = only.probabilities(pool_views(frame.views, 0.01), 640, 480).sum() + only.missed
+    assert loaded.count(frame.views, 640, 480) == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_head_clicked_a_little_off_its_box_still_labels_it() -> None:
+    """Heads are matched nearest first within a box's upper half; the heads left then go to the boxes left under a
+    looser rule, stronger boxes first, so a person whose head was clicked low in a box still counts as a person."""
+    boxes = np.array(
+        [
+            [100, 100, 130, 180, 0.9],  # head clicked at its head point
+            [200, 100, 230, 180, 0.6],  # head clicked 62 % of the way down: beyond the upper half
+            [205, 105, 228, 178, 0.2],  # a weaker box on that same person
+            [400, 100, 430, 180, 0.5],  # nobody clicked near it
+        ]
+    )
+    heads = np.array([[115, 110], [215, 150]])
+    assert calib.match_heads(boxes, heads).tolist() == [True, True, False, False]
 
 
 # --- density models on real images -------------------------------------------------------------------------------
@@ -429,8 +476,8 @@ def test_clicked_heads_fit_a_box_model_that_the_worker_applies(tmp_path: Path, e
     result = count_frame(engine, frame, profile)
     boxes = profile.calibration.boxes
     assert boxes.mirrored  # fitted on, and judging, the frame's boxes pooled with its mirror image's
-    candidates, _ = engine.candidates(frame, None, boxes.floor, mirrored=True)
-    assert result.count == round(boxes.count(candidates, 640, 480))
+    views, _ = engine.candidate_views(frame, None, boxes.floor, mirrored=True)
+    assert len(boxes.members) == len(calib.POOL_IOUS) and result.count == round(boxes.count(views, 640, 480))
     assert "calibrated (boxes)" in result.notes and result.requested_mode == "detect"
     assert result.low < result.count < result.high
     # With the worker forced to another mode the box model (fitted on detect boxes) does not apply.
@@ -452,8 +499,8 @@ def test_the_mirror_image_finds_people_the_frame_misses(engine: CountingEngine) 
         heads = np.array(points[f"images/{path.name}"])
         assert len(heads) == count
         for mirrored in found:
-            candidates, _ = engine.candidates(frame, None, calib.BOX_FLOOR, mirrored)
-            found[mirrored] += int(calib.match_heads(candidates, heads).sum())
+            views, _ = engine.candidate_views(frame, None, calib.BOX_FLOOR, mirrored)
+            found[mirrored] += int(calib.match_heads(calib.pooled(views), heads).sum())
     assert found[True] > found[False]
 
 

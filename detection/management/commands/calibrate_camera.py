@@ -115,9 +115,9 @@ class Command(BaseCommand):
                 # The heads are those the count covers (on a zoned camera, the people inside the zone: the admin page
                 # asks for those), so they are not filtered again: a head may lie outside the zone its feet are in.
                 height, width = image.shape[:2]
-                boxes, _ = engine.candidates(image, zone, calib.BOX_FLOOR, calib.MIRRORED)
+                views, _ = engine.candidate_views(image, zone, calib.BOX_FLOOR, calib.MIRRORED)
                 heads = clicked[index] * (width, height) if options["heads_relative"] else clicked[index]
-                labelled.append(calib.LabelledFrame(boxes, heads, width, height))
+                labelled.append(calib.LabelledFrame(views, heads, width, height))
             self.progress(index + 1, len(frames), started)
 
         fit_idx, test_idx = split(len(frames), options["fit"])
@@ -213,11 +213,11 @@ def fit_boxes(
         after = calib.cross_validate_boxes(labelled, truth, folds)
         before = float(np.mean(np.abs(x - truth)))
         report = {"cv_mae_before": round(before, 3), "cv_mae_after": round(after, 3), "n_frames": len(labelled)}
-        model = calib.Calibration("boxes", "detect", boxes=calib.fit_box_model(labelled, calib.MIRRORED), report=report)
+        model = calib.Calibration("boxes", "detect", boxes=calib.fit_box_model(labelled), report=report)
         return Candidate("detect", model, before, after)
     fitting = [labelled[i] for i in fit_idx]
-    boxes = calib.fit_box_model(fitting, calib.MIRRORED)
-    estimates = np.array([boxes.count(labelled[i].boxes, labelled[i].width, labelled[i].height) for i in test_idx])
+    boxes = calib.fit_box_model(fitting)
+    estimates = np.array([boxes.count(labelled[i].views, labelled[i].width, labelled[i].height) for i in test_idx])
     after = float(np.mean(np.abs(estimates - truth[test_idx])))
     before = float(np.mean(np.abs(x[test_idx] - truth[test_idx])))
     return Candidate("detect", calib.Calibration("boxes", "detect", boxes=boxes), before, after)
