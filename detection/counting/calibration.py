@@ -62,8 +62,8 @@ class BoxModel:
         return pooled(views if self.mirrored else views[:1], self.floor, self.pool_iou)
 
     def probabilities(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+        """P(person) of each of `boxes` (its `candidates`)."""
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 5)
-        boxes = boxes[boxes[:, 4] >= self.floor]
         if len(boxes) == 0:
             return np.zeros(0)
         x = (box_features(boxes, width, height) - np.asarray(self.center)) / np.asarray(self.scale)
@@ -123,13 +123,15 @@ class BoxModels:
         judged = []
         for member in self.members:
             boxes = member.candidates(views)
-            boxes = boxes[boxes[:, 4] >= member.floor]
             judged.append((boxes, member.probabilities(boxes, width, height)))
         return judged
 
+    def total(self, judged: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+        """The count from `weigh`'s answer: the members' mean sum of probabilities, plus the people no box finds."""
+        return float(np.mean([probability.sum() for _, probability in judged])) + self.missed
+
     def count(self, views: Sequence[np.ndarray], width: int, height: int) -> float:
-        judged = self.weigh(views, width, height)
-        return float(np.mean([p.sum() for _, p in judged])) + self.missed
+        return self.total(self.weigh(views, width, height))
 
     def to_json(self) -> list[dict[str, Any]]:
         return [m.to_json() for m in self.members]
@@ -144,10 +146,9 @@ class BoxModels:
 
 
 def pooled(views: Sequence[np.ndarray], floor: float = BOX_FLOOR, iou: float = 0.5) -> np.ndarray:
-    """The views' boxes as one set: pooled at overlap `iou` (`pool_views`), or the one view's boxes. Pure."""
-    if len(views) > 1:
-        return pool_views(views, floor, iou)
-    return np.asarray(views[0], dtype=float).reshape(-1, 5)
+    """The views' boxes down to `floor` as one set: pooled at overlap `iou` (`pool_views`), or the one view's. Pure."""
+    boxes = pool_views(views, floor, iou) if len(views) > 1 else np.asarray(views[0], dtype=float).reshape(-1, 5)
+    return boxes[boxes[:, 4] >= floor]
 
 
 class CalibrationError(ValueError):
@@ -446,7 +447,6 @@ def _fit_one(frames: Sequence[LabelledFrame], mirrored: bool, pool_iou: float, l
     features, labels, missed = [], [], []
     for frame in frames:
         boxes = pooled(frame.views if mirrored else frame.views[:1], BOX_FLOOR, pool_iou)
-        boxes = boxes[boxes[:, 4] >= BOX_FLOOR]
         matched = match_heads(boxes, frame.heads)
         features.append(box_features(boxes, frame.width, frame.height))
         labels.append(matched.astype(float))

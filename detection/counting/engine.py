@@ -215,10 +215,10 @@ class CountingEngine:
         height, width = image.shape[:2]
         views, grid = self.candidate_views(image, zone, model.floor, model.mirrored)
         judged = model.weigh(views, width, height)
-        estimate = float(np.mean([probability.sum() for _, probability in judged])) + model.missed
+        estimate = model.total(judged)
         low, high = _interval(estimate, self.rule.crowd_detect_rel)
         decision = Decision(estimate, "detect", False, False, low, high, "detection judged by the camera's box model")
-        # Shown on the frame: the boxes the last model (pooled at the widest overlap) finds more likely people than not.
+        # Shown on the frame: the boxes the last model (pooled at 0.5, as before) finds more likely people than not.
         candidates, probability = judged[-1]
         boxes = candidates[probability >= 0.5]
         # About what the plain detect mode counts: the boxes that clear its crowd confidence (on a mirrored model's
